@@ -1,0 +1,68 @@
+"""The one small abstraction every model sits behind.
+
+A backend turns ``(messages, contract, params)`` into a :class:`Generation`. It does not
+decide whether the output is good: the ladder validates every generation with the
+contract itself. Backends raise :class:`BackendError` (with a machine-readable ``code``)
+for anything that is not a model answer, so the ladder can escalate on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from modelladder.contracts.base import Contract
+
+
+class BackendError(RuntimeError):
+    """A backend could not produce an answer. ``code``: ``unreachable``, ``timeout``,
+    ``model_missing``, ``bad_response``, ``context_overflow``, ``internal``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+    timeout_s: float | None = None
+
+
+@dataclass
+class Generation:
+    """What one model call produced.
+
+    ``token_logprobs`` are the log-probabilities of the chosen tokens (for constrained
+    local decoding: renormalised over the tokens the contract allowed); ``free`` marks the
+    "value tokens" the confidence gate looks at (a real choice of a token that carries a
+    letter or digit). Both are empty when the backend gives no log-probabilities.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finish_reason: str = "stop"  # "stop" | "length"
+    token_logprobs: list[float] = field(default_factory=list)
+    free: list[bool] = field(default_factory=list)
+    cached_prompt_tokens: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model behind one call. Implementations: ``llamacpp``, ``openai``, ``reference``."""
+
+    name: str
+
+    def generate(
+        self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams
+    ) -> Generation: ...

@@ -1,0 +1,23 @@
+"""The ``modelladder`` command: a thin shell over the library. Each sub-command lives in
+its own module and registers itself on :data:`main`. Bad input exits with code 2 and one
+clear message (click's ``UsageError``/``BadParameter``, or :func:`fail`)."""
+
+from __future__ import annotations
+
+import click
+
+from modelladder.cli._common import fail  # noqa: F401  (re-exported for sub-commands)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelladder")
+def main() -> None:
+    """Run agent steps on the smallest model that satisfies their contract."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to `main`.
+    from modelladder.cli import demo_cmd, traces_cmd  # noqa: F401
+
+
+_register()

@@ -1,0 +1,52 @@
+"""Contracts: what a step's output must satisfy, as a decoding grammar and as a validator.
+
+Kinds: :class:`JsonSchema` (a JSON value / Pydantic model), :class:`ToolCalls` (function
+calls), :class:`Choice` (one label of a list), :class:`Regex` (text matching a pattern).
+:func:`contract_from` turns the common shorthands into a contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+
+from modelladder.contracts.base import Check, Contract, ContractError, Verdict
+from modelladder.contracts.checks import check, grounded_arguments
+from modelladder.contracts.choice import Choice
+from modelladder.contracts.json_schema import JsonSchema
+from modelladder.contracts.regex import Regex
+from modelladder.contracts.tools import ToolCalls
+
+
+def contract_from(obj: Any) -> Contract:
+    """A Contract passes through; a Pydantic model class or a JSON Schema dict becomes
+    :class:`JsonSchema`; a list/tuple of strings becomes :class:`Choice`."""
+    if isinstance(obj, Contract):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, pydantic.BaseModel):
+        return JsonSchema(obj)
+    if isinstance(obj, dict):
+        return JsonSchema(obj)
+    if isinstance(obj, list | tuple) and obj and all(isinstance(x, str) for x in obj):
+        return Choice(list(obj))
+    hint = " (for a pattern use Regex(pattern))" if isinstance(obj, str) else ""
+    raise ContractError(
+        f"cannot make a contract from {type(obj).__name__} {obj!r:.60}{hint}; pass a Contract, "
+        "a Pydantic model class, a JSON Schema dict, or a list of label strings"
+    )
+
+
+__all__ = [
+    "Check",
+    "Choice",
+    "Contract",
+    "ContractError",
+    "JsonSchema",
+    "Regex",
+    "ToolCalls",
+    "Verdict",
+    "check",
+    "contract_from",
+    "grounded_arguments",
+]

@@ -1,0 +1,374 @@
+"""``ToolCalls``: the output is a list of function calls against declared tools.
+
+Canonical text (SmolLM2's trained function-calling format, one line)::
+
+    <tool_call>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</tool_call>
+
+A decline is ``<tool_call>[]</tool_call>`` (only when ``allow_no_call``). ``parse`` is a
+little wider than the grammar, for remote models: a plain-text reply with no
+``<tool_call>`` is a decline (when declining is allowed), and several ``<tool_call>``
+blocks, each holding a list of calls or one call object, are concatenated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema.protocols import Validator
+from llguidance import LLMatcher
+
+from modelladder.contracts._common import (
+    JSON_GRAMMAR_OPTIONS,
+    best_error,
+    check_json_schema,
+    closed_for_grammar,
+    dumps_canonical,
+    ensure_grammar,
+    format_error,
+    loads_strict,
+)
+from modelladder.contracts.base import Contract, ContractError, Verdict
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+_BLOCK = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.S)
+_EMPTY_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def _shape(tool: Any) -> dict[str, Any]:
+    """Unwrap the OpenAI envelope and fix the key order; no schema checks (cheap)."""
+    if not isinstance(tool, dict):
+        raise ContractError(f"a tool must be a dict in the OpenAI format, got {type(tool).__name__}")
+    fn = tool
+    if "function" in tool:
+        if tool.get("type", "function") != "function" or not isinstance(tool["function"], dict):
+            raise ContractError(
+                f"tool {tool!r:.80} is not a function tool; use "
+                "{'type': 'function', 'function': {'name': ..., 'parameters': ...}}"
+            )
+        fn = tool["function"]
+    name = fn.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ContractError(f"tool {tool!r:.80} has no name; give every tool a non-empty 'name'")
+    out: dict[str, Any] = {"name": name}
+    if fn.get("description") is not None:
+        if not isinstance(fn["description"], str):
+            raise ContractError(f"tool {name!r}: 'description' must be a string")
+        out["description"] = fn["description"]
+    out["parameters"] = fn.get("parameters") if fn.get("parameters") is not None else _EMPTY_PARAMS
+    return out
+
+
+def normalize_tool(tool: Any) -> dict[str, Any]:
+    """``{"type": "function", "function": {...}}`` or bare ``{"name", ...}`` ->
+    ``{"name", "description"?, "parameters"}`` (a deep copy; parameters default to an empty
+    object schema and must be a valid JSON Schema describing an object)."""
+    out = _shape(tool)
+    name = out["name"]
+    try:
+        params = json.loads(json.dumps(out["parameters"]))
+    except (TypeError, ValueError) as exc:
+        raise ContractError(f"tool {name!r}: parameters are not JSON-serialisable ({exc})") from None
+    check_json_schema(params, f"tool {name!r} parameters")
+    if params.get("type", "object") != "object":
+        raise ContractError(
+            f'tool {name!r}: parameters must describe an object ("type": "object"), '
+            f"got type {params.get('type')!r}; wrap the value in an object property"
+        )
+    out["parameters"] = params
+    return out
+
+
+def render_tools(tools: Sequence[dict[str, Any]]) -> str:
+    """The tools list as it appears in the prompt: one compact line, keys in declaration order.
+
+    Deterministic for the same declared tools, so the system prompt is byte-identical across
+    calls and prompt-prefix caching works. Property order is kept (not sorted) because the
+    grammar emits properties in declaration order and the prompt should show the same order.
+    """
+    return dumps_canonical([_shape(t) for t in tools])
+
+
+def render_calls(calls: Sequence[dict[str, Any]]) -> str:
+    """Calls ``[{"name", "arguments"}]`` -> the canonical ``<tool_call>[...]</tool_call>`` text."""
+    return OPEN + dumps_canonical([{"name": c["name"], "arguments": c["arguments"]} for c in calls]) + CLOSE
+
+
+def _hoist_refs(node: Any, prefix: str) -> Any:
+    """Rewrite local ``$ref``s of a schema that will live at ``#/$defs/<prefix>``."""
+    if isinstance(node, list):
+        return [_hoist_refs(n, prefix) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k == "$ref" and isinstance(v, str) and (v == "#" or v.startswith("#/")):
+            out[k] = f"#/$defs/{prefix}" + v[1:]
+        elif k in ("const", "enum", "default", "examples"):
+            out[k] = v  # data, not schema
+        else:
+            out[k] = _hoist_refs(v, prefix)
+    return out
+
+
+def _uses_refs(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "$ref" in node or any(_uses_refs(v) for k, v in node.items() if k not in ("const", "enum"))
+    if isinstance(node, list):
+        return any(_uses_refs(v) for v in node)
+    return False
+
+
+@dataclass(frozen=True)
+class ToolCalls(Contract):
+    """Output must be function calls to the declared ``tools`` (OpenAI format or bare).
+
+    ``parallel``: more than one call allowed. ``allow_no_call``: declining (no call) allowed.
+    ``tool_choice``: ``"auto"``; ``"required"`` (makes ``allow_no_call`` False); a tool name or
+    ``{"type": "function", "function": {"name": X}}`` (only X may be called, and it must be
+    called, as in OpenAI). ``"none"`` is refused: a step that must not call tools is a
+    free-text step (``contract=None``).
+
+    Verdict value: ``[{"name": str, "arguments": dict}, ...]``; ``[]`` is a decline.
+    """
+
+    tools: Sequence[dict[str, Any]]
+    parallel: bool = False
+    allow_no_call: bool = False
+    tool_choice: str | dict[str, Any] = "auto"
+    kind: str = field(default="tool_calls", init=False)
+
+    _allowed: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _validators: dict[str, Validator] = field(init=False, repr=False, compare=False)
+    _grammar: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if isinstance(self.tools, dict | str) or not isinstance(self.tools, Sequence) or not self.tools:
+            raise ContractError(
+                "ToolCalls needs a non-empty list of tools, e.g. "
+                "[{'type': 'function', 'function': {'name': 'f', 'parameters': {...}}}]"
+            )
+        tools = tuple(normalize_tool(t) for t in self.tools)
+        names = [t["name"] for t in tools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ContractError(f"tool names must be unique; {dupes} declared more than once")
+        set_(self, "tools", tools)
+
+        choice = self.tool_choice
+        if isinstance(choice, dict):
+            fn = choice.get("function") if choice.get("type") == "function" else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise ContractError(
+                    f"tool_choice {choice!r} is malformed; use "
+                    "{'type': 'function', 'function': {'name': 'tool_name'}} or a name string"
+                )
+            choice = fn["name"]
+        if not isinstance(choice, str):
+            raise ContractError(f"tool_choice must be a string or dict, got {type(choice).__name__}")
+        if choice == "none":
+            raise ContractError(
+                "tool_choice='none' means the step must not call tools; declare it as a "
+                "free-text step (contract=None) instead of a ToolCalls contract"
+            )
+        if choice in ("auto", "required"):
+            allowed = tuple(names)
+        elif choice in names:
+            allowed = (choice,)
+        else:
+            raise ContractError(
+                f"tool_choice names {choice!r}, which is not among the tools {names}; "
+                "use one of those names, 'auto' or 'required'"
+            )
+        set_(self, "tool_choice", choice)
+        if choice != "auto":
+            set_(self, "allow_no_call", False)  # "required" and a named tool both force a call
+        set_(self, "parallel", bool(self.parallel))
+        set_(self, "allow_no_call", bool(self.allow_no_call))
+        set_(self, "_allowed", allowed)
+        set_(
+            self,
+            "_validators",
+            {t["name"]: check_json_schema(t["parameters"], f"tool {t['name']!r} parameters") for t in tools},
+        )
+        set_(self, "_grammar", ensure_grammar(self._build_grammar(), "ToolCalls tools"))
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+    def _tools_allowed(self) -> list[dict[str, Any]]:
+        return [t for t in self.tools if t["name"] in self._allowed]
+
+    def _build_grammar(self) -> str:
+        defs: dict[str, Any] = {}
+        options = []
+        for i, tool in enumerate(self._tools_allowed()):
+            params = closed_for_grammar(tool["parameters"])
+            if _uses_refs(params):  # local refs resolve against the root: move the schema there
+                key = f"tool{i}"
+                defs[key] = _hoist_refs(params, key)
+                params = {"$ref": f"#/$defs/{key}"}
+            params.pop("$schema", None)
+            options.append(
+                {
+                    "type": "object",
+                    "properties": {"name": {"const": tool["name"]}, "arguments": params},
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
+        schema: dict[str, Any] = {"type": "array", "items": {"anyOf": options}}
+        if not self.allow_no_call:
+            schema["minItems"] = 1
+        if not self.parallel:
+            schema["maxItems"] = 1
+        if defs:
+            schema["$defs"] = defs
+        schema["x-guidance"] = dict(JSON_GRAMMAR_OPTIONS)
+        lark = f"start: {json.dumps(OPEN)} calls {json.dumps(CLOSE)}\ncalls: %json {json.dumps(schema)}\n"
+        return LLMatcher.grammar_from_lark(lark)
+
+    def grammar(self) -> str:
+        return self._grammar
+
+    def parse(self, text: str) -> Verdict:
+        body = text.strip()
+        if OPEN not in body:
+            if self.allow_no_call:
+                return Verdict.passed([])  # a plain-text refusal is a decline
+            return Verdict.failed(
+                "no_call_not_allowed", f"no {OPEN} block in the output; this step must call a tool"
+            )
+        raw_calls: list[Any] = []
+        pos = 0
+        for m in _BLOCK.finditer(body):
+            if body[pos : m.start()].strip():
+                return Verdict.failed(
+                    "parse_error", f"text outside {OPEN}...{CLOSE}: {body[pos : m.start()].strip()!r:.80}"
+                )
+            try:
+                payload = loads_strict(m.group(1).strip())
+            except (ValueError, RecursionError) as exc:
+                return Verdict.failed("parse_error", f"the {OPEN} block is not valid JSON: {exc}")
+            if isinstance(payload, dict):
+                raw_calls.append(payload)
+            elif isinstance(payload, list):
+                raw_calls.extend(payload)
+            else:
+                return Verdict.failed("parse_error", f"the {OPEN} block must hold a JSON list of calls")
+            pos = m.end()
+        rest = body[pos:].strip()
+        if rest:
+            what = f"missing {CLOSE}" if OPEN in rest else f"text outside {OPEN}...{CLOSE}"
+            return Verdict.failed("parse_error", f"{what}: {rest!r:.80}")
+
+        calls: list[dict[str, Any]] = []
+        for i, c in enumerate(raw_calls):
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                return Verdict.failed("parse_error", f"call #{i} must be an object with a string 'name'")
+            extra = sorted(set(c) - {"name", "arguments"})
+            if extra:
+                return Verdict.failed(
+                    "schema_violation",
+                    f"call #{i} ({c['name']}): unexpected key(s) {extra}; "
+                    "a call has only 'name' and 'arguments'",
+                )
+            if not isinstance(c.get("arguments"), dict):
+                return Verdict.failed(
+                    "schema_violation", f"call #{i} ({c['name']}): 'arguments' must be a JSON object"
+                )
+            calls.append({"name": c["name"], "arguments": c["arguments"]})
+
+        if not calls and not self.allow_no_call:
+            return Verdict.failed(
+                "no_call_not_allowed", "the output declines (no call); this step must call a tool", calls
+            )
+        if len(calls) > 1 and not self.parallel:
+            return Verdict.failed(
+                "too_many_calls", f"{len(calls)} calls, but this step allows exactly one", calls
+            )
+        for c in calls:
+            if c["name"] not in self._allowed:
+                return Verdict.failed(
+                    "unknown_tool",
+                    f"{c['name']!r} is not a callable tool here; allowed: {list(self._allowed)}",
+                    calls,
+                )
+            try:
+                err = best_error(self._validators[c["name"]], c["arguments"])
+            except RecursionError:
+                return Verdict.failed("schema_violation", f"{c['name']}: arguments nested too deeply", calls)
+            if err is not None:
+                return Verdict.failed(
+                    "schema_violation", f"{c['name']}: " + format_error(err, "arguments"), calls
+                )
+        return Verdict.passed(calls)
+
+    def instructions(self) -> str:
+        how_many = "one or more function/tool calls" if self.parallel else "exactly one function/tool call"
+        if self.allow_no_call:
+            refuse = (
+                "If none of the functions can be used, point it out and refuse to answer. "
+                "If the given question lacks the parameters required by the function, also point it out."
+            )
+            empty = " If no function call is needed, please make the tool calls an empty list '[]'."
+        else:
+            refuse, empty = "You must always call a function.", ""
+        more = ",\n... (more tool calls as required)" if self.parallel else ""
+        return (
+            "You are an expert in composing functions. You are given a question and a set of possible functions. "
+            f"Based on the question, you will need to make {how_many} to achieve the purpose. {refuse}\n\n"
+            f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>\n\n"
+            "The output MUST strictly adhere to the following format, and NO other text MUST be included.\n"
+            f"The example format is as follows. Please make sure the parameter type is correct.{empty}\n"
+            "<tool_call>[\n"
+            '{"name": "func_name1", "arguments": {"argument1": "value1", "argument2": "value2"}}'
+            f"{more}\n]</tool_call>"
+        )
+
+    def openai_request(self) -> dict[str, Any]:
+        # A step that must call gets "required" even under "auto": the remote model is told,
+        # not just checked afterwards.
+        if self.tool_choice not in ("auto", "required"):
+            choice: Any = {"type": "function", "function": {"name": self.tool_choice}}
+        else:
+            choice = "auto" if self.allow_no_call else "required"
+        return {
+            "tools": [{"type": "function", "function": json.loads(json.dumps(t))} for t in self.tools],
+            "tool_choice": choice,
+            "parallel_tool_calls": self.parallel,
+        }
+
+    def from_openai_message(self, message: dict[str, Any]) -> str:
+        """``message["tool_calls"]`` -> canonical text; content only -> a decline, unless the
+        content already holds a ``<tool_call>`` block (servers that pass raw text through).
+        Malformed ``arguments`` strings are kept verbatim so ``parse`` reports them."""
+        tool_calls = message.get("tool_calls") or []
+        if not tool_calls:
+            content = message.get("content") or ""
+            return content if isinstance(content, str) and OPEN in content else OPEN + "[]" + CLOSE
+        parts = []
+        for tc in tool_calls:
+            fn = (tc or {}).get("function") or {}
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                try:
+                    args_text = dumps_canonical(loads_strict(args)) if args.strip() else "{}"
+                except (ValueError, RecursionError):
+                    args_text = args  # kept verbatim: parse reports it as parse_error
+            else:
+                args_text = dumps_canonical({} if args is None else args)
+            parts.append(f'{{"name": {dumps_canonical(fn.get("name"))}, "arguments": {args_text}}}')
+        return OPEN + "[" + ", ".join(parts) + "]" + CLOSE
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "tools": list(self.tools),
+            "parallel": self.parallel,
+            "allow_no_call": self.allow_no_call,
+            "tool_choice": self.tool_choice,
+        }

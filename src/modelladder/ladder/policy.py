@@ -1,0 +1,113 @@
+"""The ladder's decision logic, kept pure: functions of the policy, the rungs and the
+attempts so far. No models, no clocks, no I/O -- so every branch is tested without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from modelladder.ladder.outcome import Attempt
+
+if TYPE_CHECKING:
+    from modelladder.fleet import Rung
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a step climbs the ladder.
+
+    ``min_mean_logprob`` / ``min_token_logprob``: the confidence gate, over value tokens;
+    ``None`` disables that half of the gate. ``max_rung``: the largest rung allowed (by
+    name). ``edge_only``: never leave edge rungs -- enforced when rungs are chosen.
+    ``latency_budget_s``: no new attempt starts once the step has used this much time, and
+    each attempt gets at most the remaining budget as its timeout. ``max_attempts``: cap on
+    attempts across all rungs. ``first_rung``: start here (e.g. a step's specialist).
+    """
+
+    min_mean_logprob: float | None = None
+    min_token_logprob: float | None = None
+    max_rung: str | None = None
+    edge_only: bool = False
+    latency_budget_s: float | None = None
+    max_attempts: int | None = None
+    first_rung: str | None = None
+
+    def merged(self, **overrides: Any) -> Policy:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
+    """The rungs a step may use, smallest first, honouring ``first_rung``, ``max_rung`` and ``edge_only``."""
+    ordered = sorted(rungs, key=lambda r: (r.placement != "edge", r.params))
+    names = [r.name for r in ordered]
+    if policy.first_rung is not None:
+        if policy.first_rung not in names:
+            raise ValueError(f"policy.first_rung {policy.first_rung!r} is not in the fleet ({', '.join(names)})")
+        first = ordered[names.index(policy.first_rung)]
+        ordered = [first] + [r for r in ordered if r.name != first.name and r.adapter is None]
+    else:
+        # specialists (adapters) are only tried when a step asks for them
+        ordered = [r for r in ordered if r.adapter is None]
+    if policy.max_rung is not None:
+        cut = [r.name for r in ordered]
+        if policy.max_rung not in cut:
+            raise ValueError(f"policy.max_rung {policy.max_rung!r} is not in the fleet ({', '.join(cut)})")
+        ordered = ordered[: cut.index(policy.max_rung) + 1]
+    if policy.edge_only:
+        ordered = [r for r in ordered if r.placement == "edge"]
+    return ordered
+
+
+def judge(attempt: Attempt, policy: Policy) -> str | None:
+    """Why this attempt must not be accepted, or ``None`` if it passes. The order is the
+    order of trust: a backend error, then truncation, then the contract, then confidence."""
+    if attempt.error is not None:
+        return f"backend:{attempt.error}"
+    if attempt.finish_reason == "length":
+        return "truncated"
+    if attempt.verdict is None or not attempt.verdict.ok:
+        reason = attempt.verdict.reason if attempt.verdict is not None else "not_validated"
+        return f"contract:{reason}"
+    conf = attempt.confidence
+    if conf is not None and conf.n_value_tokens > 0:
+        if policy.min_mean_logprob is not None and conf.mean_logprob is not None and conf.mean_logprob < policy.min_mean_logprob:
+            return "low_confidence:mean"
+        if policy.min_token_logprob is not None and conf.min_logprob is not None and conf.min_logprob < policy.min_token_logprob:
+            return "low_confidence:min"
+    return None
+
+
+@dataclass(frozen=True)
+class TryRung:
+    rung: Rung
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str  # "exhausted" | "max_attempts" | "latency_budget" | "no_eligible_rung"
+
+
+def next_action(policy: Policy, rungs: list[Rung], attempts: list[Attempt], elapsed_s: float) -> TryRung | Stop:
+    """Given the (already judged) attempts so far, what the ladder does next.
+
+    The caller accepts an attempt as soon as :func:`judge` passes it, so this is only asked
+    after failures. Each rung is tried once: a deterministic small model that failed a
+    contract fails it again.
+    """
+    eligible = eligible_rungs(policy, rungs)
+    if not eligible:
+        return Stop("no_eligible_rung")
+    if policy.max_attempts is not None and len(attempts) >= policy.max_attempts:
+        return Stop("max_attempts")
+    remaining = None
+    if policy.latency_budget_s is not None:
+        remaining = policy.latency_budget_s - elapsed_s
+        if remaining <= 0:
+            return Stop("latency_budget")
+    tried = {a.rung for a in attempts}
+    for rung in eligible:
+        if rung.name not in tried:
+            return TryRung(rung, remaining)
+    return Stop("exhausted")

@@ -1,0 +1,170 @@
+"""The ladder: run a step on the smallest eligible rung, validate, gate, escalate.
+
+The I/O (calling backends, the clock, writing traces) lives here; every decision is
+delegated to the pure functions in :mod:`modelladder.ladder.policy`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from modelladder.backends.base import Backend, BackendError, GenerationParams
+from modelladder.contracts.base import Verdict
+from modelladder.ladder.outcome import Attempt, Confidence, Resolved, Unresolved
+from modelladder.ladder.policy import Policy, Stop, judge, next_action
+from modelladder.ladder.step import Step
+
+if TYPE_CHECKING:
+    from modelladder.fleet import Fleet, Rung
+
+BackendFactory = Callable[["Rung"], Backend]
+AttemptHook = Callable[[Attempt], None]
+
+
+def validate_messages(messages: Any) -> list[dict[str, Any]]:
+    """Reject input that no model should see, with a message that says what to fix."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m:
+            raise ValueError(f"messages[{i}] must be a dict with a 'role' key")
+        if m["role"] not in ("system", "user", "assistant", "tool", "developer"):
+            raise ValueError(f"messages[{i}].role {m['role']!r} is not one of system/user/assistant/tool/developer")
+    return [dict(m) for m in messages]
+
+
+class Ladder:
+    """Runs steps over a fleet. ``store`` receives every finished step (``None``: no traces).
+
+    Backends are created lazily, once per rung, by ``backend_factory`` (the default opens
+    the rung's real backend); pass ``backends={"rung-name": backend}`` to plug in others.
+    """
+
+    def __init__(
+        self,
+        fleet: Fleet | None = None,
+        *,
+        store: Any | None = None,
+        backends: Mapping[str, Backend] | None = None,
+        backend_factory: BackendFactory | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        if fleet is None:
+            from modelladder.fleet import load_fleet  # lazy: the fleet module imports the policy
+
+            fleet = load_fleet()
+        self.fleet = fleet
+        self.store = store
+        self._backends: dict[str, Backend] = dict(backends or {})
+        self._factory = backend_factory
+        self._clock = clock
+
+    def backend(self, rung: Rung) -> Backend:
+        if rung.name not in self._backends:
+            if self._factory is not None:
+                self._backends[rung.name] = self._factory(rung)
+            else:
+                from modelladder.backends import open_backend
+
+                self._backends[rung.name] = open_backend(rung)
+        return self._backends[rung.name]
+
+    def policy_for(self, step: Step, **overrides: Any) -> Policy:
+        base = self.fleet.policy_for(step.name)
+        if step.policy is not None:
+            base = base.merged(**step.policy.__dict__)
+        return base.merged(**overrides)
+
+    def run(
+        self,
+        step: Step,
+        messages: list[dict[str, Any]],
+        *,
+        policy: Policy | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+        on_attempt: AttemptHook | None = None,
+        params: GenerationParams | None = None,
+    ) -> Resolved | Unresolved:
+        """Run ``step`` on ``messages``. Never raises for a model failure: the result is
+        :class:`Resolved` (validated value) or :class:`Unresolved` (every attempt, no value)."""
+        messages = validate_messages(messages)
+        pol = policy if policy is not None else self.policy_for(step)
+        base_params = params or GenerationParams(max_tokens=step.max_tokens)
+        prompt = step.with_system(messages)
+        rungs = [r for r in self.fleet.rungs if r.step in (None, step.name)]
+        attempts: list[Attempt] = []
+        start = self._clock()
+        run_id = run_id or uuid.uuid4().hex
+        digest = step.contract.digest() if step.contract is not None else None
+        common = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=messages, tags=dict(tags or {}))
+
+        while True:
+            action = next_action(pol, rungs, attempts, self._clock() - start)
+            if isinstance(action, Stop):
+                result: Resolved | Unresolved = Unresolved(
+                    **common, attempts=attempts, latency_s=self._clock() - start, reason=action.reason
+                )
+                break
+            attempt = self._attempt(step, prompt, action.rung, len(attempts), base_params, action.timeout_s)
+            attempts.append(attempt)
+            reason = judge(attempt, pol)
+            if reason is None:
+                attempt.accepted = True
+            else:
+                attempt.escalation_reason = reason
+            if on_attempt is not None:
+                on_attempt(attempt)
+            if attempt.accepted:
+                result = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
+                break
+        if self.store is not None:
+            self.store.record(result)
+        return result
+
+    def _attempt(
+        self,
+        step: Step,
+        prompt: list[dict[str, Any]],
+        rung: Rung,
+        index: int,
+        params: GenerationParams,
+        timeout_s: float | None,
+    ) -> Attempt:
+        attempt = Attempt(index=index, rung=rung.name, placement=rung.placement)
+        if timeout_s is not None:
+            params = GenerationParams(
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                seed=params.seed,
+                timeout_s=min(timeout_s, params.timeout_s or timeout_s),
+            )
+        t0 = self._clock()
+        try:
+            gen = self.backend(rung).generate(prompt, step.contract, params)
+        except BackendError as exc:
+            attempt.error, attempt.error_detail = exc.code, str(exc)
+            attempt.latency_s = self._clock() - t0
+            attempt.cost_usd = rung.cost(0, 0, attempt.latency_s)
+            return attempt
+        except Exception as exc:  # a crashing backend escalates like any other failure
+            attempt.error, attempt.error_detail = "internal", f"{type(exc).__name__}: {exc}"
+            attempt.latency_s = self._clock() - t0
+            return attempt
+        attempt.text = gen.text
+        attempt.prompt_tokens = gen.prompt_tokens
+        attempt.completion_tokens = gen.completion_tokens
+        attempt.cached_prompt_tokens = gen.cached_prompt_tokens
+        attempt.latency_s = gen.latency_s
+        attempt.finish_reason = gen.finish_reason
+        attempt.cost_usd = rung.cost(gen.prompt_tokens, gen.completion_tokens, gen.latency_s)
+        if gen.token_logprobs:
+            attempt.confidence = Confidence.from_logprobs(gen.token_logprobs, gen.free)
+        if step.contract is None:
+            attempt.verdict = Verdict.passed(gen.text) if gen.text.strip() else Verdict.failed("empty_output")
+        else:
+            attempt.verdict = step.contract.validate(gen.text, prompt)
+        return attempt

@@ -89,7 +89,17 @@ def render_tools(tools: Sequence[dict[str, Any]]) -> str:
     calls and prompt-prefix caching works. Property order is kept (not sorted) because the
     grammar emits properties in declaration order and the prompt should show the same order.
     """
-    return dumps_canonical([_shape(t) for t in tools])
+    return dumps_canonical([_for_prompt(_shape(t)) for t in tools])
+
+
+def _for_prompt(node: Any) -> Any:
+    """Drop ``additionalProperties`` from the prompt copy: the grammar enforces it, and on a
+    135M model every prompt token costs ~3 ms of prompt processing."""
+    if isinstance(node, list):
+        return [_for_prompt(n) for n in node]
+    if isinstance(node, dict):
+        return {k: _for_prompt(v) for k, v in node.items() if k != "additionalProperties"}
+    return node
 
 
 def render_calls(calls: Sequence[dict[str, Any]]) -> str:
@@ -319,15 +329,17 @@ class ToolCalls(Contract):
         else:
             refuse, empty = "You must always call a function.", ""
         more = ",\n... (more tool calls as required)" if self.parallel else ""
+        # The fixed text comes first and the tool list last, so calls of different tools
+        # still share a long prompt prefix in the model's KV cache.
         return (
             "You are an expert in composing functions. You are given a question and a set of possible functions. "
             f"Based on the question, you will need to make {how_many} to achieve the purpose. {refuse}\n\n"
-            f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>\n\n"
             "The output MUST strictly adhere to the following format, and NO other text MUST be included.\n"
             f"The example format is as follows. Please make sure the parameter type is correct.{empty}\n"
             "<tool_call>[\n"
             '{"name": "func_name1", "arguments": {"argument1": "value1", "argument2": "value2"}}'
-            f"{more}\n]</tool_call>"
+            f"{more}\n]</tool_call>\n\n"
+            f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
         )
 
     def openai_request(self) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Benchmarks (BFCL v4 loader, schema conversion and scorer)."""

@@ -1,0 +1,170 @@
+"""Versioned schema migrations for the trace store.
+
+:data:`MIGRATIONS` is an ordered list of ``(version, name, sql)``. Each migration runs in its
+own ``BEGIN IMMEDIATE`` transaction together with the row recording it in ``_migrations``, so a
+migration is either fully applied and recorded or not at all, and two processes opening a fresh
+store at once cannot both apply it (the second re-reads the version under the write lock).
+
+Never edit a shipped migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from modelladder.traces.errors import SchemaVersionError, TraceStoreError
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "base tables",
+        """
+        CREATE TABLE runs (
+            run_id            TEXT PRIMARY KEY,
+            created_at        TEXT NOT NULL,
+            step              TEXT NOT NULL,
+            contract_digest   TEXT,
+            messages          TEXT NOT NULL,
+            outcome           TEXT NOT NULL CHECK (outcome IN ('resolved', 'unresolved')),
+            reason            TEXT,
+            rung              TEXT,
+            placement         TEXT,
+            text              TEXT,
+            value             TEXT,
+            latency_s         REAL NOT NULL DEFAULT 0,
+            cost_usd          REAL NOT NULL DEFAULT 0,
+            prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            tags              TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE attempts (
+            run_id               TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            idx                  INTEGER NOT NULL,
+            rung                 TEXT NOT NULL,
+            placement            TEXT NOT NULL,
+            text                 TEXT NOT NULL DEFAULT '',
+            value                TEXT,
+            verdict_ok           INTEGER CHECK (verdict_ok IN (0, 1)),
+            verdict_reason       TEXT,
+            verdict_detail       TEXT,
+            mean_logprob         REAL,
+            min_logprob          REAL,
+            n_value_tokens       INTEGER,
+            prompt_tokens        INTEGER NOT NULL DEFAULT 0,
+            completion_tokens    INTEGER NOT NULL DEFAULT 0,
+            cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            latency_s            REAL NOT NULL DEFAULT 0,
+            cost_usd             REAL NOT NULL DEFAULT 0,
+            finish_reason        TEXT,
+            error                TEXT,
+            error_detail         TEXT,
+            escalation_reason    TEXT,
+            accepted             INTEGER NOT NULL DEFAULT 0 CHECK (accepted IN (0, 1)),
+            PRIMARY KEY (run_id, idx)
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "feedback columns and listing indexes",
+        """
+        ALTER TABLE runs ADD COLUMN feedback_success INTEGER CHECK (feedback_success IN (0, 1));
+        ALTER TABLE runs ADD COLUMN feedback_note TEXT;
+        ALTER TABLE runs ADD COLUMN feedback_at TEXT;
+        CREATE INDEX runs_created_at ON runs (created_at);
+        CREATE INDEX runs_step_created_at ON runs (step, created_at);
+        """,
+    ),
+)
+
+LATEST_VERSION: int = MIGRATIONS[-1].version
+
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS _migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """Split a script into complete statements (``executescript`` would commit our transaction)."""
+    buf = ""
+    for piece in sql.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\r\n;"):
+                yield buf.strip()
+            buf = ""
+    if buf.strip(" \t\r\n;"):
+        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:80]!r}")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version of an open store: 0 for an empty database."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+    ).fetchone()
+    if not exists:
+        return 0
+    return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM _migrations").fetchone()[0])
+
+
+def _check_not_newer(version: int, where: str) -> None:
+    if version > LATEST_VERSION:
+        raise SchemaVersionError(
+            f"the trace store {where}has schema version {version}, newer than this modelladder "
+            f"supports (version {LATEST_VERSION}); upgrade modelladder or use another store"
+        )
+
+
+def migrate(conn: sqlite3.Connection, target: int | None = None, *, where: str = "") -> list[int]:
+    """Bring the schema up to ``target`` (default: the latest) and return the versions applied.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) and not inside a transaction.
+    Raises :class:`SchemaVersionError` if the store is newer than this code.
+    """
+    if conn.isolation_level is not None or conn.in_transaction:
+        raise TraceStoreError("migrate() needs an autocommit connection outside any transaction")
+    target = LATEST_VERSION if target is None else target
+    if not 0 <= target <= LATEST_VERSION:
+        raise ValueError(f"unknown target schema version {target} (latest is {LATEST_VERSION})")
+    where = f"{where} " if where else ""
+    version = current_version(conn)
+    _check_not_newer(version, where)  # fail before taking any write lock
+    if version >= target:
+        return []  # the common case: a read, no write lock
+    conn.execute(_CREATE_MIGRATIONS_TABLE)
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version > target:
+            break
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = current_version(conn)  # re-read under the write lock: another process may have migrated
+            _check_not_newer(version, where)
+            if migration.version > version:
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO _migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, datetime.now(UTC).isoformat()),
+                )
+                applied.append(migration.version)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return applied

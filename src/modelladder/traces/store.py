@@ -1,0 +1,470 @@
+"""The trace store: every step run and every attempt, in one SQLite file.
+
+Each :class:`TraceStore` owns one connection (WAL mode, ``busy_timeout``, foreign keys on), so
+any number of stores, in any number of threads and processes, can write the same file. A store
+is also safe to share between threads (an internal lock serialises its use of the connection)
+and notices when it was inherited across ``fork()`` and reconnects.
+
+Writes take the write lock up front (``BEGIN IMMEDIATE``) so a writer waits on
+``busy_timeout`` instead of failing with ``SQLITE_BUSY`` half-way through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from modelladder.traces.errors import TraceStoreError, UnknownRunError
+from modelladder.traces.migrations import current_version, migrate
+from modelladder.traces.paths import default_traces_path
+from modelladder.traces.records import AttemptRecord, RunRecord, RunSummary
+
+if TYPE_CHECKING:  # not at runtime: modelladder.ladder may import the trace store itself
+    from modelladder.ladder.outcome import Attempt, StepResult
+
+OUTCOMES = ("resolved", "unresolved")
+MEMORY = ":memory:"
+
+
+def _json_default(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump) and not isinstance(obj, type):  # a Pydantic model instance
+        return dump(mode="json")
+    return str(obj)
+
+
+def _dumps(obj: Any, what: str, run_id: str) -> str:
+    try:
+        return json.dumps(obj, default=_json_default, ensure_ascii=False)
+    except Exception as exc:
+        raise TraceStoreError(
+            f"cannot serialise the {what} of run {run_id!r} as JSON: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _as_bool(v: int | None) -> bool | None:
+    return None if v is None else bool(v)
+
+
+def _filters(step: str | None, outcome: str | None, tag: tuple[str, str] | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if step is not None:
+        clauses.append("r.step = ?")
+        params.append(step)
+    if outcome is not None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        clauses.append("r.outcome = ?")
+        params.append(outcome)
+    if tag is not None:
+        key, value = tag
+        clauses.append(
+            "EXISTS (SELECT 1 FROM json_each(r.tags) AS t WHERE t.key = ? AND CAST(t.value AS TEXT) = ?)"
+        )
+        params.extend([key, str(value)])
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+_SUMMARY_COLUMNS = """
+    r.run_id, r.created_at, r.step, r.outcome, r.reason, r.rung, r.placement,
+    (SELECT COUNT(*) FROM attempts a WHERE a.run_id = r.run_id) AS n_attempts,
+    r.latency_s, r.cost_usd, r.prompt_tokens, r.completion_tokens, r.tags, r.feedback_success
+"""
+
+_ATTEMPT_COLUMNS = (
+    "run_id", "idx", "rung", "placement", "text", "value", "verdict_ok", "verdict_reason",
+    "verdict_detail", "mean_logprob", "min_logprob", "n_value_tokens", "prompt_tokens",
+    "completion_tokens", "cached_prompt_tokens", "latency_s", "cost_usd", "finish_reason", "error",
+    "error_detail", "escalation_reason", "accepted",
+)  # fmt: skip
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ATTEMPT_COLUMNS)})"
+)
+
+_RUN_COLUMNS = (
+    "run_id", "created_at", "step", "contract_digest", "messages", "outcome", "reason", "rung",
+    "placement", "text", "value", "latency_s", "cost_usd", "prompt_tokens", "completion_tokens", "tags",
+)  # fmt: skip
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
+
+
+def _summary(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "run_id": row["run_id"],
+        "created_at": datetime.fromisoformat(row["created_at"]),
+        "step": row["step"],
+        "outcome": row["outcome"],
+        "reason": row["reason"],
+        "rung": row["rung"],
+        "placement": row["placement"],
+        "n_attempts": row["n_attempts"],
+        "latency_s": row["latency_s"],
+        "cost_usd": row["cost_usd"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "tags": _loads(row["tags"]) or {},
+        "feedback_success": _as_bool(row["feedback_success"]),
+    }
+
+
+def _attempt(row: sqlite3.Row) -> AttemptRecord:
+    return AttemptRecord(
+        index=row["idx"],
+        rung=row["rung"],
+        placement=row["placement"],
+        text=row["text"],
+        value=_loads(row["value"]),
+        verdict_ok=_as_bool(row["verdict_ok"]),
+        verdict_reason=row["verdict_reason"],
+        verdict_detail=row["verdict_detail"],
+        mean_logprob=row["mean_logprob"],
+        min_logprob=row["min_logprob"],
+        n_value_tokens=row["n_value_tokens"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cached_prompt_tokens=row["cached_prompt_tokens"],
+        latency_s=row["latency_s"],
+        cost_usd=row["cost_usd"],
+        finish_reason=row["finish_reason"],
+        error=row["error"],
+        error_detail=row["error_detail"],
+        escalation_reason=row["escalation_reason"],
+        accepted=bool(row["accepted"]),
+    )
+
+
+class TraceStore:
+    """A SQLite trace store. ``path=None`` means ``data_dir() / "traces.sqlite"``; ``":memory:"``
+    gives a private in-memory store. With ``create=False`` a missing file is an error instead of
+    being created. Opening upgrades an older schema; a newer one raises :class:`SchemaVersionError`.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, create: bool = True, timeout: float = 10.0) -> None:
+        self.path: Path | str = MEMORY if path == MEMORY else Path(path or default_traces_path()).expanduser()
+        self._create = create
+        self._timeout = timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._inherited: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._conn = self._connect()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        where = "in memory" if self.path == MEMORY else f"at {self.path}"
+        if isinstance(self.path, Path):
+            if not self.path.exists():
+                if not self._create:
+                    raise TraceStoreError(f"no trace store at {self.path}")
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise TraceStoreError(
+                        f"cannot create the directory for the trace store {self.path}: {exc.strerror or exc}"
+                    ) from exc
+            elif self.path.is_dir():
+                raise TraceStoreError(f"the trace store path {self.path} is a directory")
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            if self.path != MEMORY:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, where=where)
+        except TraceStoreError:
+            if conn is not None:
+                conn.close()
+            raise
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise TraceStoreError(f"cannot open the trace store {where}: {exc}") from exc
+        return conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise TraceStoreError("the trace store is closed")
+        if os.getpid() != self._pid:
+            # Inherited across fork(): never use (or close) the parent's connection here.
+            self._inherited.append(self._conn)
+            self._pid = os.getpid()
+            self._conn = self._connect()
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._db
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise TraceStoreError(f"cannot write to the trace store {self.path}: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return current_version(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and os.getpid() == self._pid:
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TraceStore({str(self.path)!r})"
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record(self, result: StepResult, *, created_at: datetime | None = None) -> None:
+        """Write a run and all its attempts in one transaction: all of it lands or none of it."""
+        run_id = result.run_id
+        outcome = result.outcome
+        if outcome not in OUTCOMES:
+            raise TraceStoreError(
+                f"run {run_id!r}: only Resolved or Unresolved results can be recorded "
+                f"(outcome is {outcome!r})"
+            )
+        resolved = outcome == "resolved"
+        if resolved and not result.attempts:
+            raise TraceStoreError(f"run {run_id!r} is resolved but has no attempts")
+        accepted = result.attempts[-1] if resolved else None
+        stamp = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    _INSERT_RUN,
+                    (
+                        run_id,
+                        stamp,
+                        result.step,
+                        result.contract_digest,
+                        _dumps(result.messages, "messages", run_id),
+                        outcome,
+                        None if resolved else (getattr(result, "reason", None) or None),
+                        accepted.rung if accepted else None,
+                        accepted.placement if accepted else None,
+                        accepted.text if accepted else None,
+                        _dumps(accepted.value, "value", run_id) if accepted else None,
+                        float(result.latency_s),
+                        float(result.cost_usd),
+                        int(result.prompt_tokens),
+                        int(result.completion_tokens),
+                        _dumps(result.tags or {}, "tags", run_id),
+                    ),
+                )
+                for attempt in result.attempts:
+                    conn.execute(_INSERT_ATTEMPT, self._attempt_row(run_id, attempt))
+        except sqlite3.IntegrityError as exc:
+            if "runs.run_id" in str(exc):
+                raise TraceStoreError(f"run {run_id!r} is already recorded") from exc
+            raise TraceStoreError(f"cannot record run {run_id!r}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise TraceStoreError(f"cannot record run {run_id!r}: {exc}") from exc
+
+    @staticmethod
+    def _attempt_row(run_id: str, a: Attempt) -> tuple[Any, ...]:
+        v, c = a.verdict, a.confidence
+        return (
+            run_id,
+            a.index,
+            a.rung,
+            a.placement,
+            a.text or "",
+            _dumps(v.value, f"attempt {a.index} value", run_id) if v is not None else None,
+            None if v is None else int(bool(v.ok)),
+            v.reason if v is not None else None,
+            v.detail if v is not None else None,
+            c.mean_logprob if c is not None else None,
+            c.min_logprob if c is not None else None,
+            c.n_value_tokens if c is not None else None,
+            int(a.prompt_tokens),
+            int(a.completion_tokens),
+            int(a.cached_prompt_tokens),
+            float(a.latency_s),
+            float(a.cost_usd),
+            a.finish_reason,
+            a.error,
+            a.error_detail or None,
+            a.escalation_reason,
+            int(bool(a.accepted)),
+        )
+
+    def record_feedback(self, run_id: str, success: bool, note: str | None = None) -> None:
+        """Attach (or replace) human/downstream feedback on a run. Unknown id: :class:`UnknownRunError`."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET feedback_success = ?, feedback_note = ?, feedback_at = ? WHERE run_id = ?",
+                (int(bool(success)), note, _now(), run_id),
+            )
+            if cur.rowcount == 0:
+                raise UnknownRunError(f"no run with id {run_id!r} in the trace store {self.path}")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        limit: int | None = 20,
+        step: str | None = None,
+        outcome: str | None = None,
+        tag: tuple[str, str] | None = None,
+    ) -> list[RunSummary]:
+        """The most recent runs first, optionally filtered. ``limit=None`` returns all of them."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        where, params = _filters(step, outcome, tag)
+        sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs r{where} ORDER BY r.created_at DESC, r.rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [RunSummary(**_summary(row)) for row in rows]
+
+    def count_runs(
+        self, step: str | None = None, outcome: str | None = None, tag: tuple[str, str] | None = None
+    ) -> int:
+        where, params = _filters(step, outcome, tag)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The full run with its attempts. Unknown id: :class:`UnknownRunError` (a ``KeyError``)."""
+        with self._lock:
+            conn = self._db
+            conn.execute("BEGIN")  # one snapshot for the run and its attempts
+            try:
+                row = conn.execute(
+                    f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.messages, r.text, r.value, "
+                    "r.feedback_note, r.feedback_at FROM runs r WHERE r.run_id = ?",
+                    (run_id,),
+                ).fetchone()
+                attempts = conn.execute(
+                    "SELECT * FROM attempts WHERE run_id = ? ORDER BY idx", (run_id,)
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        if row is None:
+            raise UnknownRunError(f"no run with id {run_id!r} in the trace store {self.path}")
+        return RunRecord(
+            **_summary(row),
+            contract_digest=row["contract_digest"],
+            messages=_loads(row["messages"]),
+            text=row["text"],
+            value=_loads(row["value"]),
+            feedback_note=row["feedback_note"],
+            feedback_at=datetime.fromisoformat(row["feedback_at"]) if row["feedback_at"] else None,
+            attempts=[_attempt(a) for a in attempts],
+        )
+
+    def match_run_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids starting with ``prefix`` (for short ids on the command line)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT ?",
+                (prefix, prefix + "\U0010ffff", limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- export -------------------------------------------------------------------------------
+
+    def export_chat_jsonl(
+        self,
+        fp: TextIO,
+        step: str | None = None,
+        include_unresolved: bool = False,
+        exclude_failed_feedback: bool = True,
+        with_metadata: bool = False,
+    ) -> int:
+        """Write OpenAI chat fine-tuning JSONL, oldest run first, and return the number of lines.
+
+        Each line is ``{"messages": [...input messages..., {"role": "assistant", "content": text}]}``
+        where ``text`` is the accepted answer's canonical text (for tool-call contracts too: the
+        canonical text the contract parses, not an OpenAI ``tool_calls`` message). Runs with negative
+        feedback are skipped unless ``exclude_failed_feedback=False``. With ``include_unresolved``,
+        unresolved runs are exported with their *last non-empty* attempt text: unvalidated output,
+        so only pass it together with ``with_metadata=True`` to tell them apart. ``with_metadata``
+        adds a top-level ``"metadata"`` object (run_id, step, outcome, rung, placement,
+        contract_digest, created_at); some fine-tuning tools reject unknown keys, hence off by default.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        if step is not None:
+            clauses.append("r.step = ?")
+            params.append(step)
+        if not include_unresolved:
+            clauses.append("r.outcome = 'resolved'")
+        if exclude_failed_feedback:
+            clauses.append("(r.feedback_success IS NULL OR r.feedback_success = 1)")
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = (
+            "SELECT r.run_id, r.created_at, r.step, r.contract_digest, r.messages, r.outcome, r.rung, "
+            "r.placement, CASE WHEN r.outcome = 'resolved' THEN r.text ELSE ("
+            "  SELECT a.text FROM attempts a WHERE a.run_id = r.run_id AND a.text != '' "
+            "  ORDER BY a.idx DESC LIMIT 1) END AS answer "
+            f"FROM runs r{where} ORDER BY r.created_at, r.rowid"
+        )
+        n = 0
+        with self._lock:
+            conn = self._db
+            conn.execute("BEGIN")
+            try:
+                for row in conn.execute(sql, params):
+                    answer = row["answer"]
+                    if answer is None:
+                        continue  # an unresolved run where no attempt produced any text
+                    line: dict[str, Any] = {
+                        "messages": [*_loads(row["messages"]), {"role": "assistant", "content": answer}]
+                    }
+                    if with_metadata:
+                        line["metadata"] = {
+                            "run_id": row["run_id"],
+                            "step": row["step"],
+                            "outcome": row["outcome"],
+                            "rung": row["rung"],
+                            "placement": row["placement"],
+                            "contract_digest": row["contract_digest"],
+                            "created_at": row["created_at"],
+                        }
+                    fp.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    n += 1
+            finally:
+                conn.execute("COMMIT")
+        return n

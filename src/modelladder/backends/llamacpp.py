@@ -19,6 +19,7 @@ import contextlib
 import io
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,9 @@ def load_model(path: Path, n_ctx: int = 8192, n_threads: int | None = None) -> L
         eot = llama_cpp.llama_vocab_eot(vocab)
         if eot >= 0:
             eos.add(eot)
-        tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
+        with warnings.catch_warnings():  # llguidance calls a deprecated accessor once per token
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
         template = llm.metadata.get("tokenizer.chat_template")
         formatter = None
         if template:

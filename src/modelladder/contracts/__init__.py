@@ -37,6 +37,22 @@ def contract_from(obj: Any) -> Contract:
     )
 
 
+def contract_from_spec(data: dict[str, Any]) -> Contract:
+    """Rebuild a contract from ``{"kind", "spec"}`` as stored with every trace. Extra checks
+    are Python callables and are not stored: re-attach them if the use needs them."""
+    kind, spec = data.get("kind"), data.get("spec") or {}
+    if kind == "json_schema":
+        return JsonSchema(spec["schema"], name=spec.get("name"))
+    if kind == "tool_calls":
+        return ToolCalls(spec["tools"], parallel=spec["parallel"], allow_no_call=spec["allow_no_call"],
+                         tool_choice=spec.get("tool_choice", "auto"))
+    if kind == "choice":
+        return Choice(spec["labels"])
+    if kind == "regex":
+        return Regex(spec["pattern"])
+    raise ContractError(f"unknown contract kind {kind!r} in a stored spec")
+
+
 __all__ = [
     "Check",
     "Choice",
@@ -48,5 +64,6 @@ __all__ = [
     "Verdict",
     "check",
     "contract_from",
+    "contract_from_spec",
     "grounded_arguments",
 ]

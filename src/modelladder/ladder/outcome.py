@@ -68,6 +68,7 @@ class StepResult:
     attempts: list[Attempt] = field(default_factory=list)
     latency_s: float = 0.0
     tags: dict[str, str] = field(default_factory=dict)
+    contract: dict[str, Any] | None = None  # {"kind", "spec"} of the step's contract
 
     outcome: str = field(default="", init=False)
 

@@ -100,7 +100,11 @@ class Ladder:
         start = self._clock()
         run_id = run_id or uuid.uuid4().hex
         digest = step.contract.digest() if step.contract is not None else None
-        common = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=messages, tags=dict(tags or {}))
+        contract = {"kind": step.contract.kind, "spec": step.contract.spec()} if step.contract is not None else None
+        # The trace keeps the messages as the model got them (with the step's system text)
+        # and the contract itself: together they are a complete training example.
+        common = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
+                      tags=dict(tags or {}), contract=contract)
 
         while True:
             action = next_action(pol, rungs, attempts, self._clock() - start)

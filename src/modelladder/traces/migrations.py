@@ -85,6 +85,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX runs_step_created_at ON runs (step, created_at);
         """,
     ),
+    Migration(
+        3,
+        "the contract itself (kind + spec), so a trace is a complete training example",
+        """
+        ALTER TABLE runs ADD COLUMN contract TEXT;
+        """,
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

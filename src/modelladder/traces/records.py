@@ -91,6 +91,7 @@ class RunRecord(RunSummary):
     feedback_note: str | None
     feedback_at: datetime | None
     attempts: list[AttemptRecord] = field(default_factory=list)
+    contract: dict[str, Any] | None = None  # {"kind", "spec"}: rebuild with contracts.contract_from_spec
 
     @property
     def accepted(self) -> AttemptRecord | None:

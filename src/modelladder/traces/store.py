@@ -101,6 +101,7 @@ _INSERT_ATTEMPT = (
 _RUN_COLUMNS = (
     "run_id", "created_at", "step", "contract_digest", "messages", "outcome", "reason", "rung",
     "placement", "text", "value", "latency_s", "cost_usd", "prompt_tokens", "completion_tokens", "tags",
+    "contract",
 )  # fmt: skip
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 
@@ -288,6 +289,7 @@ class TraceStore:
                         int(result.prompt_tokens),
                         int(result.completion_tokens),
                         _dumps(result.tags or {}, "tags", run_id),
+                        _dumps(result.contract, "contract", run_id) if result.contract is not None else None,
                     ),
                 )
                 for attempt in result.attempts:
@@ -372,8 +374,8 @@ class TraceStore:
             conn.execute("BEGIN")  # one snapshot for the run and its attempts
             try:
                 row = conn.execute(
-                    f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.messages, r.text, r.value, "
-                    "r.feedback_note, r.feedback_at FROM runs r WHERE r.run_id = ?",
+                    f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.contract, r.messages, r.text, "
+                    "r.value, r.feedback_note, r.feedback_at FROM runs r WHERE r.run_id = ?",
                     (run_id,),
                 ).fetchone()
                 attempts = conn.execute(
@@ -386,6 +388,7 @@ class TraceStore:
         return RunRecord(
             **_summary(row),
             contract_digest=row["contract_digest"],
+            contract=_loads(row["contract"]) if row["contract"] else None,
             messages=_loads(row["messages"]),
             text=row["text"],
             value=_loads(row["value"]),

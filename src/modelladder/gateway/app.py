@@ -1,0 +1,290 @@
+"""The gateway application: ``create_app`` builds a FastAPI app around one :class:`Ladder`.
+
+Why this shape: everything a request needs lives on one :class:`Gateway` object made by
+the factory, so the app is importable and runnable by any ASGI server
+(``uvicorn --factory modelladder.gateway:create_app``) and several replicas can sit behind
+a load balancer; the only shared state is the trace store (SQLite in WAL mode, safe for
+several processes). Ladder runs block, so they go to worker threads, gated by the per-rung
+queues of :mod:`modelladder.gateway.queueing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from modelladder.backends.base import Backend, BackendError
+from modelladder.fleet import Fleet, load_fleet
+from modelladder.gateway import errors, queueing, shaping, translate
+from modelladder.gateway.auth import Guard, load_api_keys
+from modelladder.gateway.errors import APIError
+from modelladder.gateway.metrics import Metrics
+from modelladder.gateway.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ErrorBody,
+    FeedbackAck,
+    FeedbackRequest,
+    ModelCard,
+    ModelList,
+)
+from modelladder.ladder.runner import BackendFactory, Ladder
+from modelladder.traces import TraceStore, TraceStoreError, UnknownRunError
+
+log = logging.getLogger("modelladder.gateway")
+
+ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Limits and switches. ``api_keys=None`` reads them from the environment / ``key_file``
+    (see :func:`~modelladder.gateway.auth.load_api_keys`); ``()`` means no keys (loopback only)."""
+
+    max_waiting: int = 16  # per queue, beyond the requests running
+    remote_concurrency: int = 8  # concurrent requests per remote (openai) rung
+    queue_timeout_s: float = 60.0  # longest wait for a slot when the policy sets no latency budget
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_tokens_limit: int = 4096
+    default_max_tokens: int = 256
+    api_keys: tuple[str, ...] | None = None
+    key_file: str | None = None
+    preload: bool = False  # load local models at startup instead of on first use
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False).encode(), status, headers, "application/json")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body has already been read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class Gateway:
+    """One gateway: the ladder, its queues and metrics, and the request handlers."""
+
+    def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool):
+        self.ladder, self.store, self.config, self.owns_store = ladder, store, config, owns_store
+        self.fleet: Fleet = ladder.fleet
+        self.queues = queueing.Queues(
+            self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
+        )
+        self.metrics = Metrics(lambda: [(q.name, q.waiting, q.running) for q in self.queues.all])
+        self.limiter = anyio.CapacityLimiter(sum(q.concurrency for q in self.queues.all) + 2)
+
+    # -- chat completions -------------------------------------------------------------------
+    async def chat(self, req: ChatCompletionRequest, request: Request) -> Response:
+        t0 = time.perf_counter()
+        cfg = self.config
+        plan = translate.plan(
+            req, self.fleet, max_tokens_limit=cfg.max_tokens_limit, default_max_tokens=cfg.default_max_tokens
+        )
+        queue = self.queues.for_rung(plan.entry)
+        budget = plan.policy.latency_budget_s
+        if not queue.try_acquire():
+            watcher = asyncio.ensure_future(_disconnected(request))
+            try:
+                wait_s = min(budget, cfg.queue_timeout_s) if budget else cfg.queue_timeout_s
+                got = await queueing.acquire(queue, wait_s, watcher)
+            except (queueing.QueueFull, queueing.QueueTimeout) as exc:
+                full = isinstance(exc, queueing.QueueFull)
+                self.metrics.rejections.inc(queue.name, "full" if full else "timeout")
+                raise APIError(
+                    429,
+                    f"rung {queue.name!r} is busy ({exc}); retry after {exc.retry_after_s}s",
+                    code="queue_full" if full else "queue_timeout",
+                    headers={"retry-after": str(exc.retry_after_s)},
+                ) from None
+            finally:
+                watcher.cancel()
+            if not got:  # the client left while queued: nothing was started, nothing recorded
+                self.metrics.cancelled.inc(queue.name)
+                return Response(status_code=499)
+        policy = plan.policy
+        if budget is not None:  # the queue wait counts against the step's latency budget
+            policy = dataclasses.replace(
+                policy, latency_budget_s=max(budget - (time.perf_counter() - t0), 1e-3)
+            )
+        run = partial(
+            self.ladder.run, plan.step, plan.messages, policy=policy, tags=plan.tags, run_id=uuid.uuid4().hex,
+            params=plan.params, on_attempt=self.metrics.on_attempt,
+        )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            result = await anyio.to_thread.run_sync(run, limiter=self.limiter)
+        except TraceStoreError as exc:
+            raise APIError(
+                503, f"the trace store refused the run: {exc}", code="trace_store_unavailable"
+            ) from None
+        except ValueError as exc:
+            raise APIError(400, str(exc), code="invalid_request") from None
+        finally:
+            queue.release(time.perf_counter() - started)
+        self.metrics.runs.inc(plan.step.name, result.outcome)
+        self.metrics.request_latency.observe(time.perf_counter() - t0, result.rung or "none")
+        if result.outcome != "resolved":
+            raise shaping.unresolved_error(result)  # type: ignore[arg-type]
+        headers = shaping.headers_for(result)
+        if plan.stream:
+            headers["cache-control"] = "no-cache"
+            body = b"".join(shaping.stream_chunks(result, plan))  # type: ignore[arg-type]
+            return Response(body, 200, headers, "text/event-stream")
+        return _json(shaping.completion_body(result, plan), headers=headers)  # type: ignore[arg-type]
+
+    # -- the rest ---------------------------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self._card(m) for m in translate.model_ids(self.fleet)]}
+
+    @staticmethod
+    def _card(model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "modelladder"}
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        if model_id not in translate.model_ids(self.fleet):
+            translate.resolve_model(self.fleet, model_id)  # raises the 404
+        return self._card(model_id)
+
+    async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:
+        run_id = fb.run_id.removeprefix("chatcmpl-")
+        try:
+            await anyio.to_thread.run_sync(self.store.record_feedback, run_id, fb.success, fb.note)
+        except UnknownRunError:
+            raise APIError(
+                404, f"no run with id {run_id!r} is recorded", code="run_not_found", param="run_id"
+            ) from None
+        except TraceStoreError as exc:
+            raise APIError(
+                503, f"the trace store refused the feedback: {exc}", code="trace_store_unavailable"
+            ) from None
+        return {"object": "feedback", "run_id": run_id, "success": fb.success}
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "rungs": [r.name for r in self.fleet.rungs],
+            "queues": {q.name: {"waiting": q.waiting, "running": q.running} for q in self.queues.all},
+        }
+
+    def preload(self) -> None:
+        for rung in self.fleet.rungs:
+            if rung.backend == "llamacpp":
+                t0 = time.perf_counter()
+                try:
+                    self.ladder.backend(rung)
+                    log.info("loaded %s in %.1fs", rung.name, time.perf_counter() - t0)
+                except BackendError as exc:  # the ladder will escalate past it; say so now
+                    log.warning("cannot load rung %s: %s", rung.name, exc)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody, "description": d}
+    for s, d in {
+        400: "Malformed request, invalid schema, unknown tool in tool_choice",
+        401: "Missing or wrong API key",
+        403: "No API key configured and the client is not on loopback",
+        404: "Unknown model or run",
+        413: "Request body too large",
+        422: "Every rung failed the contract (the attempts are listed)",
+        429: "The rung's queue is full (see Retry-After)",
+        503: "No rung is reachable",
+    }.items()
+}
+
+
+def create_app(
+    fleet: Fleet | None = None,
+    store: TraceStore | None = None,
+    *,
+    config: GatewayConfig | None = None,
+    backends: Mapping[str, Backend] | None = None,
+    backend_factory: BackendFactory | None = None,
+) -> FastAPI:
+    """The gateway as an ASGI app. ``fleet``: default ``load_fleet()`` (``$MODELLADDER_FLEET``
+    or the bundled fleet); ``store``: default the trace store in ``data_dir()``;
+    ``backends``/``backend_factory`` are passed to the :class:`Ladder` (tests, benchmarks)."""
+    config = config or GatewayConfig()
+    keys = config.api_keys if config.api_keys is not None else load_api_keys(config.key_file)
+    owns_store = store is None
+    store = store if store is not None else TraceStore()
+    ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory)
+    gw = Gateway(ladder, store, config, owns_store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not keys:
+            log.warning("no API key configured: serving loopback clients only (set MODELLADDER_API_KEYS)")
+        if config.preload:
+            await anyio.to_thread.run_sync(gw.preload)
+        yield
+        if gw.owns_store:
+            gw.store.close()
+
+    app = FastAPI(
+        title="modelladder gateway",
+        version="1",
+        description="OpenAI-compatible chat completions on the smallest model that satisfies the request's contract.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+    errors.install(app)
+
+    def observe(path: str, status: int) -> None:
+        route = (
+            path if path in ROUTES else ("/v1/models/{model}" if path.startswith("/v1/models/") else "other")
+        )
+        gw.metrics.requests.inc(route, str(status))
+
+    app.add_middleware(Guard, keys=keys, max_body_bytes=config.max_body_bytes, observe=observe)
+
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        responses={200: {"model": ChatCompletion, "content": {"text/event-stream": {}}}, **_ERRORS},
+    )
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        """Run the request on the smallest rung whose answer satisfies its contract."""
+        return await gw.chat(body, request)
+
+    @app.get("/v1/models", response_model=None, responses={200: {"model": ModelList}})
+    async def list_models() -> Response:
+        """The default ladder, each named step (``ladder/<step>``), and each rung."""
+        return _json(gw.models())
+
+    @app.get(
+        "/v1/models/{model_id:path}", response_model=None, responses={200: {"model": ModelCard}, **_ERRORS}
+    )
+    async def get_model(model_id: str) -> Response:
+        return _json(gw.model(model_id))
+
+    @app.post("/v1/feedback", response_model=None, responses={200: {"model": FeedbackAck}, **_ERRORS})
+    async def feedback(body: FeedbackRequest) -> Response:
+        """Record whether a step's answer worked out for the agent (lands in the trace store)."""
+        return _json(await gw.feedback(body))
+
+    @app.get("/healthz", response_model=None)
+    async def healthz() -> Response:
+        return _json(gw.health())
+
+    @app.get("/metrics", response_model=None)
+    async def metrics() -> Response:
+        return Response(gw.metrics.render(), 200, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,160 @@
+"""Prometheus metrics in the text exposition format (version 0.0.4), written by hand.
+
+Why not ``prometheus_client``: the handful of counters and histograms needed here are a
+few dozen lines, and the gateway's dependency list stays what it is. Label values come
+from fixed sets (route templates, rung names, escalation reason codes) so cardinality is
+bounded. Updates happen on the event loop and in ladder worker threads, hence the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from modelladder.ladder.outcome import Attempt
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+class _Metric:
+    kind = ""
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...], lock: threading.Lock):
+        self.name, self.help, self.labelnames, self._lock = name, help, labels, lock
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+
+class Counter(_Metric):
+    kind = "counter"
+
+    def __init__(self, *a: object, **kw: object):
+        super().__init__(*a, **kw)  # type: ignore[arg-type]
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *labels: str, by: float = 1.0) -> None:
+        with self._lock:
+            self.values[labels] = self.values.get(labels, 0.0) + by
+
+    def lines(self) -> list[str]:
+        return [f"{self.name}{_labels(self.labelnames, k)} {_num(v)}" for k, v in sorted(self.values.items())]
+
+
+class Gauge(_Metric):
+    """Read at scrape time from a callback: queue depths are state, not events."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...], lock: threading.Lock,
+                 read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]):  # fmt: skip
+        super().__init__(name, help, labels, lock)
+        self.read = read
+
+    def lines(self) -> list[str]:
+        return [f"{self.name}{_labels(self.labelnames, k)} {_num(v)}" for k, v in self.read()]
+
+
+class Histogram(_Metric):
+    kind = "histogram"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...], lock: threading.Lock,
+                 buckets: tuple[float, ...] = LATENCY_BUCKETS):  # fmt: skip
+        super().__init__(name, help, labels, lock)
+        self.buckets = buckets
+        self.values: dict[tuple[str, ...], list[float]] = {}  # per bucket counts, then sum, count
+
+    def observe(self, value: float, *labels: str) -> None:
+        with self._lock:
+            row = self.values.setdefault(labels, [0.0] * (len(self.buckets) + 2))
+            for i, b in enumerate(self.buckets):
+                if value <= b:
+                    row[i] += 1
+            row[-2] += value
+            row[-1] += 1
+
+    def lines(self) -> list[str]:
+        out = []
+        for k, row in sorted(self.values.items()):
+            for i, b in enumerate(self.buckets):
+                le = 'le="' + _num(b) + '"'
+                out.append(f"{self.name}_bucket{_labels(self.labelnames, k, le)} {_num(row[i])}")
+            inf = 'le="+Inf"'
+            out.append(f"{self.name}_bucket{_labels(self.labelnames, k, inf)} {_num(row[-1])}")
+            out.append(f"{self.name}_sum{_labels(self.labelnames, k)} {_num(row[-2])}")
+            out.append(f"{self.name}_count{_labels(self.labelnames, k)} {_num(row[-1])}")
+        return out
+
+
+class Metrics:
+    """The gateway's metrics. ``queues`` is read at scrape time for the queue gauges."""
+
+    def __init__(self, queues: Callable[[], Iterable[tuple[str, int, int]]]):
+        lock = threading.Lock()
+        self.requests = Counter("modelladder_http_requests_total", "HTTP requests by route and status.",
+                                ("route", "status"), lock)  # fmt: skip
+        self.request_latency = Histogram(
+            "modelladder_request_duration_seconds",
+            "Chat completion latency end to end (queue wait included), by the rung that answered.",
+            ("rung",), lock,
+        )  # fmt: skip
+        self.attempt_latency = Histogram("modelladder_attempt_duration_seconds", "Latency of one attempt, by rung.",
+                                         ("rung",), lock)  # fmt: skip
+        self.attempts = Counter("modelladder_attempts_total", "Attempts by rung and outcome (accepted/escalated).",
+                                ("rung", "outcome"), lock)  # fmt: skip
+        self.escalations = Counter(
+            "modelladder_escalations_total", "Escalations by reason.", ("reason",), lock
+        )
+        self.contract_failures = Counter(
+            "modelladder_contract_failures_total", "Outputs that failed the contract, by rung and reason.",
+            ("rung", "reason"), lock,
+        )  # fmt: skip
+        self.runs = Counter(
+            "modelladder_runs_total", "Ladder runs by step and outcome.", ("step", "outcome"), lock
+        )
+        self.rejections = Counter(
+            "modelladder_queue_rejections_total", "Requests refused with 429, by queue and why (full/timeout).",
+            ("queue", "reason"), lock,
+        )  # fmt: skip
+        self.cancelled = Counter(
+            "modelladder_queue_cancelled_total", "Queued requests dropped because the client disconnected.",
+            ("queue",), lock,
+        )  # fmt: skip
+        self.depth = Gauge("modelladder_queue_depth", "Requests waiting, per queue.", ("queue",), lock,
+                           lambda: [((n,), float(w)) for n, w, _ in queues()])  # fmt: skip
+        self.running = Gauge("modelladder_queue_running", "Requests running, per queue.", ("queue",), lock,
+                             lambda: [((n,), float(r)) for n, _, r in queues()])  # fmt: skip
+        self._all: list[_Metric] = [
+            self.requests, self.request_latency, self.attempt_latency, self.attempts, self.escalations,
+            self.contract_failures, self.runs, self.rejections, self.cancelled, self.depth, self.running,
+        ]  # fmt: skip
+
+    def on_attempt(self, attempt: Attempt) -> None:
+        """Ladder hook: called in the worker thread after each attempt is judged."""
+        self.attempt_latency.observe(attempt.latency_s, attempt.rung)
+        self.attempts.inc(attempt.rung, "accepted" if attempt.accepted else "escalated")
+        if attempt.escalation_reason:
+            self.escalations.inc(attempt.escalation_reason)
+        if attempt.verdict is not None and not attempt.verdict.ok:
+            self.contract_failures.inc(attempt.rung, attempt.verdict.reason or "unknown")
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for m in self._all:
+            lines += m.header() + m.lines()
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,136 @@
+"""Bounded per-rung queues: a local model generates one answer at a time, so requests wait
+their turn in a queue of known length instead of piling up threads.
+
+Why a queue per rung (per loaded model, for local rungs): the gateway's capacity is the
+models', not the event loop's. A request enters the queue of the rung its ladder starts
+on; when that queue is full it is refused at once with 429 and a ``Retry-After`` computed
+from how long the rung takes, so a client backs off instead of hanging. Waiting happens on
+the event loop (no thread is held), which is what lets a client that disconnects while
+queued simply leave: its work was never started. Once started, a run holds its slot until
+the ladder finishes, escalations included (later rungs serialise on their own backends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from modelladder.fleet import Rung
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_waiting`` requests already."""
+
+    def __init__(self, queue: RungQueue):
+        super().__init__(f"{queue.name}: {queue.waiting} requests already waiting")
+        self.retry_after_s = queue.retry_after_s()
+
+
+class QueueTimeout(Exception):
+    """The request waited ``timeout_s`` without reaching the model."""
+
+    def __init__(self, queue: RungQueue, waited_s: float):
+        super().__init__(f"{queue.name}: no free slot within {waited_s:.1f}s")
+        self.retry_after_s = queue.retry_after_s()
+
+
+@dataclass
+class RungQueue:
+    """``concurrency`` requests run, up to ``max_waiting`` more wait in FIFO order."""
+
+    name: str
+    concurrency: int
+    max_waiting: int
+    running: int = 0
+    service_s: float = 1.0  # moving average of how long one run holds a slot
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def retry_after_s(self) -> int:
+        """Seconds until the queue has likely drained enough to take one more request."""
+        return max(1, math.ceil((self.waiting + 1) * self.service_s / max(1, self.concurrency)))
+
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody is ahead; never waits."""
+        if self.running < self.concurrency and not self._waiters:
+            self.running += 1
+            return True
+        return False
+
+    def enqueue(self) -> asyncio.Future[None]:
+        """Join the queue; the future resolves when a slot is handed over. Raises QueueFull."""
+        if self.waiting >= self.max_waiting:
+            raise QueueFull(self)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return fut
+
+    def abandon(self, fut: asyncio.Future[None]) -> None:
+        """A waiter gave up (timeout, disconnect). If it was handed a slot meanwhile, pass it on."""
+        if fut.done() and not fut.cancelled():
+            self.release()
+            return
+        fut.cancel()
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(fut)
+
+    def release(self, held_s: float | None = None) -> None:
+        """Give the slot to the next waiter (slot count unchanged) or free it."""
+        if held_s is not None:
+            self.service_s = 0.8 * self.service_s + 0.2 * held_s
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.running -= 1
+
+
+class Queues:
+    """The queues of one gateway, keyed so that rungs sharing a loaded model share a queue."""
+
+    def __init__(self, rungs: list[Rung], *, max_waiting: int, remote_concurrency: int):
+        self._by_rung: dict[str, RungQueue] = {}
+        by_key: dict[str, RungQueue] = {}
+        for rung in rungs:
+            key = f"{rung.backend}:{rung.path}" if rung.backend == "llamacpp" else rung.name
+            if key not in by_key:
+                concurrency = 1 if rung.backend == "llamacpp" else remote_concurrency
+                by_key[key] = RungQueue(rung.name, concurrency, max_waiting)
+            self._by_rung[rung.name] = by_key[key]
+        self.all = list(by_key.values())
+
+    def for_rung(self, rung: Rung) -> RungQueue:
+        return self._by_rung[rung.name]
+
+
+async def acquire(
+    queue: RungQueue, timeout_s: float | None, disconnected: asyncio.Future[object] | None
+) -> bool:
+    """Wait for a slot. ``False``: the client went away first (nothing was started).
+    Raises :class:`QueueFull` or :class:`QueueTimeout`."""
+    if queue.try_acquire():
+        return True
+    fut = queue.enqueue()
+    t0 = time.perf_counter()
+    waits: set[asyncio.Future[object]] = {fut}  # type: ignore[arg-type]
+    if disconnected is not None:
+        waits.add(disconnected)
+    try:
+        done, _ = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        queue.abandon(fut)
+        raise
+    if fut in done and not fut.cancelled():
+        return True
+    queue.abandon(fut)
+    if disconnected is not None and disconnected in done:
+        return False
+    raise QueueTimeout(queue, time.perf_counter() - t0)

@@ -1,0 +1,219 @@
+"""Request and response bodies of the OpenAI-compatible API, as Pydantic models.
+
+Why declare every field: FastAPI turns these models into the app's OpenAPI document, which
+is what clients read and what the schemathesis fuzz test generates requests from; and a
+request field of the wrong type is rejected here, with a 400 that names the field, before
+any model runs. Unknown top-level fields are refused as OpenAI refuses them (a typo must
+not silently change behaviour); fields we accept but cannot honour are listed in
+``IGNORED_FIELDS`` and documented.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-zA-Z0-9_.-]{1,64}$"
+
+# Accepted for compatibility, not used: sampling knobs that the ladder does not expose
+# (decoding is greedy by default so that a failed small model fails the same way again).
+IGNORED_FIELDS = (
+    "frequency_penalty", "presence_penalty", "top_p", "logit_bias", "logprobs", "top_logprobs",
+    "store", "service_tier", "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity",
+)  # fmt: skip
+
+
+class _Open(BaseModel):
+    """Nested objects tolerate extra keys: SDKs add new optional keys there often."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ContentPart(_Open):
+    type: str
+    text: str | None = None
+
+
+class ToolCallFunction(_Open):
+    name: str
+    arguments: str
+
+
+class ToolCallIn(_Open):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDef(_Open):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(_Open):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Open):
+    name: str
+
+
+class NamedToolChoice(_Open):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(_Open):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] = "output"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatText(_Open):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(_Open):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(_Open):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class StreamOptions(_Open):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``. ``model``: ``ladder``, ``ladder/<step>`` or a rung name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "ladder"
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    # accepted, ignored (see IGNORED_FIELDS)
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    top_p: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    verbosity: str | None = None
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: the outcome of a step, as the agent saw it. ``run_id`` is the
+    ``x-modelladder-run-id`` header or the completion's ``id`` (with or without ``chatcmpl-``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: Annotated[str, Field(min_length=1, max_length=200)]
+    success: bool
+    note: Annotated[str, Field(max_length=10_000)] | None = None
+
+
+# -- responses (documentation only: handlers build plain dicts, which is faster) ---------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: ToolCallFunction
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length", "tool_calls"]
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class FeedbackAck(BaseModel):
+    object: Literal["feedback"]
+    run_id: str
+    success: bool

@@ -1,0 +1,189 @@
+"""Ladder results -> exact OpenAI response shapes: ``chat.completion`` bodies, the SSE
+``chat.completion.chunk`` stream, ``x-modelladder-*`` headers, and error bodies for runs
+that no rung could satisfy.
+
+Why streaming happens after the run: the ladder validates a *finished* output and may
+escalate; streaming tokens as they come would hand the agent text that is later thrown
+away. So the stream is the validated answer cut into chunks, and a failed run still gets
+a real status code (422/503) instead of an error in the middle of a 200 stream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from modelladder.contracts.tools import OPEN
+from modelladder.gateway.errors import APIError
+from modelladder.gateway.translate import Plan
+from modelladder.ladder.outcome import Resolved, Unresolved
+
+_CHUNK_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+def _header_safe(value: str) -> str:
+    return value.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")[:512]
+
+
+def headers_for(result: Resolved | Unresolved) -> dict[str, str]:
+    reasons = [a.escalation_reason for a in result.attempts if a.escalation_reason]
+    out = {
+        "x-modelladder-run-id": result.run_id,
+        "x-modelladder-attempts": str(len(result.attempts)),
+        "x-modelladder-step": _header_safe(result.step),
+    }
+    if result.rung is not None:
+        out["x-modelladder-rung"] = _header_safe(result.rung)
+    if reasons:
+        out["x-modelladder-escalation-reason"] = _header_safe(",".join(reasons))
+    return out
+
+
+def completion_id(run_id: str) -> str:
+    return f"chatcmpl-{run_id}"
+
+
+def _apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    cut = min((text.index(s) for s in stop if s in text), default=None)
+    return (text, False) if cut is None else (text[:cut], True)
+
+
+def message_for(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
+    """The assistant message and ``finish_reason`` for an accepted result."""
+    accepted = result.accepted
+    if plan.kind == "tools":
+        calls = result.value or []
+        if calls:
+            tool_calls = [
+                {
+                    "id": f"call_{uuid.uuid4().hex[:24]}",
+                    "type": "function",
+                    "function": {
+                        "name": c["name"],
+                        "arguments": json.dumps(c["arguments"], ensure_ascii=False),
+                    },
+                }
+                for c in calls
+            ]
+            return {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": tool_calls,
+            }, "tool_calls"
+        # a decline: a remote model's plain-text reply is the answer; a local decline is empty
+        text = "" if OPEN in accepted.text else accepted.text.strip()
+        return {"role": "assistant", "content": text, "refusal": None}, "stop"
+    if plan.kind == "json":
+        return {
+            "role": "assistant",
+            "content": json.dumps(result.value, ensure_ascii=False),
+            "refusal": None,
+        }, "stop"
+    text, stopped = _apply_stop(accepted.text, plan.stop)
+    finish = "length" if accepted.finish_reason == "length" and not stopped else "stop"
+    return {"role": "assistant", "content": text, "refusal": None}, finish
+
+
+def usage_for(result: Resolved | Unresolved) -> dict[str, int]:
+    """Tokens of every attempt: what the request consumed, escalations included."""
+    p, c = result.prompt_tokens, result.completion_tokens
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def completion_body(result: Resolved, plan: Plan) -> dict[str, Any]:
+    message, finish = message_for(result, plan)
+    return {
+        "id": completion_id(result.run_id),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.rung,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_for(result),
+        "system_fingerprint": None,
+    }
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
+def stream_chunks(result: Resolved, plan: Plan, words_per_chunk: int = 4) -> Iterator[bytes]:
+    """The SSE events of a validated answer, ending with ``data: [DONE]``."""
+    message, finish = message_for(result, plan)
+    base = {
+        "id": completion_id(result.run_id),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": result.rung,
+        "system_fingerprint": None,
+    }
+    usage: dict[str, Any] = {"usage": None} if plan.include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _sse({**base, "choices": [choice], **usage})
+
+    yield chunk({"role": "assistant", "content": "" if message.get("tool_calls") is None else None})
+    for i, call in enumerate(message.get("tool_calls") or []):
+        fn = call["function"]
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": fn["name"], "arguments": ""},
+        }
+        yield chunk({"tool_calls": [head]})
+        yield chunk({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]})
+    content = message.get("content") or ""
+    if content:
+        words = _CHUNK_WORDS.findall(content)
+        for k in range(0, len(words), words_per_chunk):
+            yield chunk({"content": "".join(words[k : k + words_per_chunk])})
+    yield chunk({}, finish)
+    if plan.include_usage:
+        yield _sse({**base, "choices": [], "usage": usage_for(result)})
+    yield b"data: [DONE]\n\n"
+
+
+# -- runs that produced no answer ------------------------------------------------------------
+
+
+def unresolved_error(result: Unresolved) -> APIError:
+    """422 when some rung answered and failed the contract (or the confidence gate); 400
+    when the prompt fits no rung; 503 when no rung answered at all (unreachable, missing,
+    timed out)."""
+    attempts = [
+        {
+            "rung": a.rung,
+            "reason": a.escalation_reason,
+            "detail": (a.error_detail or (a.verdict.detail if a.verdict is not None else ""))[:500],
+        }
+        for a in result.attempts
+    ]
+    extra = {"modelladder": {"run_id": result.run_id, "stopped": result.reason, "attempts": attempts}}
+    headers = headers_for(result)
+    summary = "; ".join(
+        f"{a['rung']}: {a['reason']}" + (f" ({a['detail']})" if a["detail"] else "") for a in attempts
+    )
+    if any(a.error is None for a in result.attempts):
+        return APIError(
+            422,
+            f"no rung satisfied the contract ({result.reason}): {summary}",
+            code="contract_unsatisfied",
+            headers=headers,
+            extra=extra,
+        )
+    if result.attempts and all(a.error == "context_overflow" for a in result.attempts):
+        return APIError(
+            400, f"the messages do not fit the context of any rung: {summary}", code="context_length_exceeded",
+            param="messages", headers=headers, extra=extra,
+        )  # fmt: skip
+    why = summary or f"the ladder stopped before any attempt ({result.reason})"
+    return APIError(
+        503, f"no rung is reachable: {why}", code="no_rung_available", headers=headers, extra=extra
+    )

@@ -1,0 +1,134 @@
+"""``modelladder bench``: benchmarks. ``bench bfcl`` runs the Berkeley Function Calling
+Leaderboard (v4, single-turn categories) through one rung or the ladder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelladder.cli import main
+from modelladder.cli._common import fail
+
+
+@main.group("bench")
+def bench() -> None:
+    """Measure rungs and the ladder on public benchmarks."""
+
+
+@bench.command("bfcl")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    required=True,
+    metavar="C",
+    help="BFCL category (repeat, or comma-separate): simple_python, multiple, parallel, parallel_multiple, "
+    "live_simple, live_multiple, live_parallel, live_parallel_multiple, irrelevance, live_irrelevance.",
+)
+@click.option("--limit", type=int, default=None, help="Only the first N items of each category.")
+@click.option(
+    "--mode",
+    default="ladder",
+    show_default=True,
+    help="`ladder` (the fleet's ladder and gate) or `rung:<name>` (one rung alone, gate off).",
+)
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Fleet file (default: the bundled bench fleet: SmolLM2-135M, Gemma-3-270M, `reference` oracle on top).",
+)
+@click.option(
+    "--sweep-gate",
+    is_flag=True,
+    help="Generate each rung's answer once per item and replay the ladder at a grid of gate thresholds "
+    "(calibrated on half the items, reported on the other half).",
+)
+@click.option(
+    "--target",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="With --sweep-gate: the accuracy to reach, as a share of the top rung's.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Output directory (results.jsonl, summary.json, report.html). Rerunning with the same one resumes.",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).",
+)
+@click.option(
+    "--reuse",
+    "reuse",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --sweep-gate: take the generations of identically configured rungs from an earlier "
+    "--out directory (a `rung:<name>` run or another sweep) instead of generating them again.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def bfcl(
+    categories: tuple[str, ...],
+    limit: int | None,
+    mode: str,
+    fleet_path: Path | None,
+    sweep_gate: bool,
+    target: float,
+    out_dir: Path,
+    db: Path | None,
+    reuse: tuple[Path, ...],
+    no_progress: bool,
+) -> None:
+    """Run BFCL v4 items, score them with BFCL's AST checker, write results and a report.
+
+    \b
+    Examples:
+      modelladder bench bfcl --category simple_python --mode rung:smollm2-135m --out runs/smol
+      modelladder bench bfcl --category simple_python,multiple,live_simple,irrelevance \\
+          --sweep-gate --out runs/ladder
+    """
+    from rich.console import Console
+
+    try:
+        from modelladder.bench.runner import BenchConfig, BenchInputError, run_bench
+    except ModuleNotFoundError as exc:  # bfcl-eval is an optional extra
+        fail(f"the BFCL benchmark needs the `bench` extra: pip install 'modelladder[bench]' ({exc})")
+    from modelladder.bench.table import print_summary
+
+    cfg = BenchConfig(
+        categories=list(categories),
+        out_dir=out_dir,
+        mode=mode,
+        limit=limit,
+        fleet_path=fleet_path,
+        sweep_gate=sweep_gate,
+        target=target,
+        db=db,
+        progress=not no_progress,
+        reuse=list(reuse),
+    )
+    try:
+        outcome = run_bench(cfg)
+    except BenchInputError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        # every finished item is already in results.jsonl
+        click.echo(
+            f"\ninterrupted; rerun the same command to resume from {out_dir / 'results.jsonl'}", err=True
+        )
+        raise SystemExit(130) from None
+    print_summary(outcome.summary, Console(highlight=False))
+    click.echo(
+        f"{outcome.ran} items run, {outcome.skipped} already done"
+        + (f", {outcome.reused} generations reused" if outcome.reused else "")
+        + "; "
+        f"results in {out_dir / 'results.jsonl'}, report {out_dir / 'report.html'}"
+    )

@@ -448,7 +448,8 @@ def test_sweep_reuses_earlier_generations(tmp_path, fleet_file, items):
     for x, y in zip(baseline.records, reused.records, strict=True):
         assert (x["rung"], x["escalations"], x["ast_valid"]) == (y["rung"], y["escalations"], y["ast_valid"])
         assert y["rungs"]["tiny"]["reused"] is True
-        assert y["rungs"]["tiny"]["ast_valid"] == x["rungs"]["tiny"]["ast_valid"]
+        for k in ("ast_valid", "ast_error_type", "calls"):
+            assert y["rungs"]["tiny"][k] == x["rungs"]["tiny"][k], (x["id"], k)
     assert reused.summary["sweep"]["chosen"]["label"] == baseline.summary["sweep"]["chosen"]["label"]
 
     # a rung configured differently is not reused

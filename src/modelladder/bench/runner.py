@@ -66,8 +66,8 @@ from modelladder.bench.results import (
     score_result,
 )
 from modelladder.bench.summary import summarize_by_category
-from modelladder.bench.sweep import ladder_rungs, replay_item, single_rung_policy, sweep
-from modelladder.ladder import Ladder, Resolved, Step, Unresolved
+from modelladder.bench.sweep import attempt_from_stored, ladder_rungs, replay_item, single_rung_policy, sweep
+from modelladder.ladder import Ladder, Policy, Resolved, Step, Unresolved, judge
 
 __all__ = [
     "BenchConfig", "BenchInputError", "BenchOutcome", "BfclRunner", "PreparedFleet", "build_summary",
@@ -210,14 +210,19 @@ class BfclRunner:
 
         stored = {k: v for k, v in cached.items() if k not in ("accepted", "escalation_reason")}
         stored["reused"] = True
-        accepted = (
-            bool(stored.get("ok")) and stored.get("finish_reason") != "length" and not stored.get("error")
-        )
-        if accepted and stored.get("calls") is not None:
+        # accepted exactly when the ladder's own judge, gate off, accepts it (as in a fresh run)
+        why = judge(attempt_from_stored(stored, 0), Policy())
+        if why is None and stored.get("calls") is not None:
             sc = score(item, stored["calls"])
             stored.update(ast_valid=sc.valid, ast_error=sc.error or None, ast_error_type=sc.error_type)
         else:
-            stored.update(calls=None, ast_valid=False)
+            why = why or "no_value"
+            stored.update(
+                calls=None,
+                ast_valid=False,
+                ast_error=f"no accepted answer: {why}",
+                ast_error_type=f"unresolved:{why}",
+            )
         return stored
 
     def _sweep_item(self, item: BfclItem, step: Step) -> dict[str, Any]:

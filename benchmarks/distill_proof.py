@@ -122,7 +122,8 @@ TRAIN_MINUTES = 55  # hard stop so that training fits the 60-minute budget on 2 
 
 def cli(*args: str) -> None:
     """``modelladder distill ...`` in a subprocess (the same code path a user runs)."""
-    cmd = [sys.executable, "-m", "modelladder.cli.distill_cmd", "distill", *args]
+    # (= `modelladder distill ...` once the command is registered in modelladder.cli)
+    cmd = [sys.executable, "-c", "from modelladder.cli.distill_cmd import main; main()", "distill", *args]
     log("$ modelladder distill " + " ".join(args))
     subprocess.run(cmd, check=True, cwd=ROOT)
 
@@ -136,7 +137,7 @@ def stage_dataset() -> None:
 
 def stage_train(epochs: float) -> None:
     cli("train", "--data", str(DATASET), "--out", str(TRAIN_OUT), "--fleet", str(FLEET), "--epochs", str(epochs),
-        "--lr", "3e-4", "--rank", "8", "--alpha", "16", "--grad-accum", "8", "--seed", "0",
+        "--lr", "5e-4", "--rank", "8", "--alpha", "16", "--grad-accum", "8", "--seed", "0",
         "--max-minutes", str(TRAIN_MINUTES), "--no-progress")
 
 
@@ -154,7 +155,7 @@ def stage_report() -> dict[str, object]:
         "machine": machine(),
         "categories": CATEGORIES,
         "dataset": manifest["counts"],
-        "training": {k: train[k] for k in ("examples", "prompt_tokens", "answer_tokens", "optimizer_steps",
+        "training": {k: train.get(k) for k in ("examples", "prompt_tokens", "answer_tokens", "optimizer_steps",
                                            "total_steps", "stopped_early", "tokens_seen", "train_seconds",
                                            "first_loss", "last_loss", "device", "threads", "precision")},
         "adapter_bytes": train.get("gguf", {}).get("bytes"),
@@ -179,8 +180,35 @@ def stage_report() -> dict[str, object]:
         "training_minutes": train["train_seconds"] / 60, "met_time": train["train_seconds"] <= 3600,
     }
     (WORK / "proof.json").write_text(json.dumps(out, indent=2) + "\n")
+    (WORK / "proof.md").write_text(markdown(out))
     print(json.dumps(out, indent=2))
+    print(markdown(out))
     return out
+
+
+def markdown(out: dict) -> str:  # type: ignore[type-arg]
+    """The tables of docs/benchmarks_distill.md, from proof.json."""
+    rows = [("accuracy (BFCL AST checker)", "accuracy", "{:.1%}"), ("validity (contract)", "validity", "{:.1%}"),
+            ("gate acceptance", "gate_acceptance", "{:.1%}"),
+            ("accepted-wrong (of accepted)", "accepted_wrong_rate", "{:.1%}"),
+            ("accepted-wrong (of all steps)", "accepted_wrong_of_all", "{:.1%}"),
+            ("ladder escalation rate", "escalation_rate", "{:.1%}"), ("ladder edge share", "edge_share", "{:.1%}"),
+            ("ladder accuracy (reference on top)", "ladder_accuracy", "{:.1%}"),
+            ("ladder cost per 1k steps", "cost_per_1k_steps_usd", "${:.3f}"),
+            ("edge latency p50", "latency_p50_s", "{:.2f} s"), ("edge latency mean", "latency_mean_s", "{:.2f} s")]
+    lines = []
+    for view, v in out["views"].items():
+        lines += [f"**{view} view** (n = {v['n']})", "", "| | base SmolLM2-135M | specialist (SmolLM2 + LoRA) |",
+                  "|---|---|---|"]
+        for label, key, fmt in rows:
+            lines.append(f"| {label} | {fmt.format(v['base'][key])} | {fmt.format(v['specialist'][key])} |")
+        lines.append("")
+    g = out["goals"]
+    ratio = "n/a" if g["escalation_ratio"] is None else f"x{g['escalation_ratio']:.2f}"
+    lines.append(f"Accuracy gain {g['accuracy_gain_points']:+.1f} points (goal +15: {'met' if g['met_accuracy'] else 'not met'}); "
+                 f"escalation rate {ratio} (goal <= 0.5: {'met' if g['met_escalation'] else 'not met'}); "
+                 f"training {g['training_minutes']:.1f} min (goal <= 60: {'met' if g['met_time'] else 'not met'}).")
+    return "\n".join(lines) + "\n"
 
 
 def machine() -> dict[str, str]:

@@ -52,9 +52,8 @@ params = 135_000_000
 placement = "edge"
 price_per_second = 2.85e-5
 prompt_format = "chat_template"
-# One thread: on a 2-core machine shared with other jobs, llama.cpp's two threads wait on
-# each other at every op (measured 3x slower per step than one thread under that load).
-n_threads = 1
+# n_threads: the default (2). On a 2-core machine shared with other model jobs, set it to 1:
+# llama.cpp's two threads then wait on each other at every op (measured 3x slower per step).
 
 [[rung]]
 name = "reference"
@@ -143,7 +142,7 @@ def stage_train(epochs: float) -> None:
 
 def stage_eval() -> None:
     cli("eval", "--data", str(DATASET), "--adapter", str(TRAIN_OUT / "adapter.gguf"), "--fleet", str(FLEET),
-        "--out", str(EVAL), "--no-progress")
+        "--out", str(EVAL), "--no-progress", "--no-reuse")  # both rungs live, same machine state
 
 
 def stage_report() -> dict[str, object]:

@@ -5,6 +5,7 @@ p50/p95, and the constraint overhead per decoded token (the same token sequence 
 one token at a time with and without the llguidance mask), plus the machine and command.
 
     python benchmarks/edge_step.py --limit 100
+    python benchmarks/edge_step.py --limit 100 --ground-strings   # the rung option ground_strings
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ def pct(xs: list[float], q: float) -> float:
 
 def replay(backend: LlamaCppBackend, messages, contract, tokens: list[int], constrained: bool) -> float:  # noqa: ANN001
     """Seconds per token to decode ``tokens`` one at a time, with or without the mask work."""
-    import llguidance
-
     prompt, _ = backend.render(messages, contract)
     backend._feed_prompt(prompt)
     llm = backend.model.llm
-    matcher = llguidance.LLMatcher(backend.model.tokenizer, contract.grammar()) if constrained else None
+    # the same matcher generate() builds (grounded or not)
+    matcher = backend._matcher(contract, messages) if constrained else None
     mask = np.zeros((backend.model.n_vocab + 31) // 32, dtype=np.int32)
     t0 = time.perf_counter()
     for tok in tokens:
@@ -58,10 +58,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--overhead-items", type=int, default=20)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--ground-strings", action="store_true",
+                    help="the rung option ground_strings: string arguments copied from the question")
     args = ap.parse_args()
 
     fleet = load_fleet()
     backend = open_backend(fleet.rung("smollm2-135m"))
+    backend.ground_strings = args.ground_strings
     items = load_items("simple_python", limit=args.limit)
     lat, ok, prompt_toks, cached, gen_toks = [], 0, [], [], []
     overhead = []
@@ -82,6 +85,7 @@ def main() -> None:
     cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
     figures = {
         "items": len(items),
+        "ground_strings": args.ground_strings,
         "accuracy": ok / len(items),
         "p50_latency_s": pct(lat, 0.5),
         "p95_latency_s": pct(lat, 0.95),

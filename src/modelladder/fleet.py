@@ -59,6 +59,7 @@ class Rung:
     step: str | None = None  # a specialist rung serves this step only
     n_ctx: int = 8192
     n_threads: int | None = None
+    ground_strings: bool = False  # llamacpp: free string arguments of tool calls copied from the user text
     latency_s: float | None = None  # reference rung: simulated latency
     source: str = ""  # where a price/latency figure was taken from
 
@@ -144,6 +145,13 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
         raise FleetError(f"rung {rung.name!r}: an openai rung needs `url` (e.g. https://api.openai.com/v1)")
     if rung.backend == "llamacpp" and not rung.path:
         raise FleetError(f"rung {rung.name!r}: a llamacpp rung needs `path` (a GGUF file)")
+    if not isinstance(rung.ground_strings, bool):
+        raise FleetError(f"rung {rung.name!r}: `ground_strings` must be true or false")
+    if rung.ground_strings and rung.backend != "llamacpp":
+        raise FleetError(
+            f"rung {rung.name!r}: `ground_strings` narrows local decoding and needs backend = \"llamacpp\"; "
+            "remove it from this rung"
+        )
     if not isinstance(rung.params, int) or rung.params <= 0:
         raise FleetError(f"rung {rung.name!r}: `params` must be a positive integer (parameter count)")
     return rung

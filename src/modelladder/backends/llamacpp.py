@@ -31,6 +31,8 @@ import numpy as np
 
 from modelladder.backends.base import BackendError, Generation, GenerationParams
 from modelladder.backends.prompting import prepare_messages, render_transcript
+from modelladder.contracts.checks import user_text
+from modelladder.contracts.tools import ToolCalls
 
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
@@ -114,10 +116,14 @@ class LlamaCppBackend:
     """``generate`` for one rung on a (shared) loaded model. ``prompt_format`` is
     ``chat_template`` (the GGUF's own) or ``few_shot`` (a plain transcript, for base models)."""
 
-    def __init__(self, name: str, model: LoadedModel, prompt_format: str = "chat_template", adapter: str | None = None):
+    def __init__(
+        self, name: str, model: LoadedModel, prompt_format: str = "chat_template", adapter: str | None = None,
+        ground_strings: bool = False,
+    ):
         self.name = name
         self.model = model
         self.adapter = adapter
+        self.ground_strings = ground_strings
         if prompt_format == "chat_template" and model.formatter is None:
             prompt_format = "few_shot"  # no template in the GGUF: a base model
         self.prompt_format = prompt_format
@@ -130,7 +136,10 @@ class LlamaCppBackend:
             path = rung.resolve_path()
         except FleetError as exc:
             raise BackendError("model_missing", str(exc)) from exc
-        return cls(rung.name, load_model(path, rung.n_ctx, rung.n_threads), rung.prompt_format, rung.adapter)
+        return cls(
+            rung.name, load_model(path, rung.n_ctx, rung.n_threads), rung.prompt_format, rung.adapter,
+            ground_strings=rung.ground_strings,
+        )
 
     # -- prompt ---------------------------------------------------------------------------
     def render(self, messages: list[dict[str, Any]], contract: Contract | None) -> tuple[list[int], list[str]]:
@@ -146,10 +155,14 @@ class LlamaCppBackend:
         add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
         return llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
 
-    def _matcher(self, contract: Contract | None) -> llguidance.LLMatcher | None:
+    def _matcher(self, contract: Contract | None, messages: list[dict[str, Any]]) -> llguidance.LLMatcher | None:
         if contract is None:
             return None
-        grammar = contract.grammar()
+        if self.ground_strings and isinstance(contract, ToolCalls):
+            # Decoding only: the prompt shows the tools as declared, validation uses the contract.
+            grammar = contract.grounded_grammar(user_text(messages, normalise=False))
+        else:
+            grammar = contract.grammar()
         matcher = llguidance.LLMatcher(self.model.tokenizer, grammar)
         if matcher.is_error():
             raise BackendError("internal", f"contract grammar rejected by llguidance: {matcher.get_error()}")
@@ -189,7 +202,7 @@ class LlamaCppBackend:
                 "context_overflow", f"{self.name}: prompt is {len(tokens)} tokens, the context holds {n_ctx}"
             )
         max_new = min(params.max_tokens, n_ctx - len(tokens) - 1)
-        matcher = self._matcher(contract)
+        matcher = self._matcher(contract, messages)
         self._select_adapter()
         reused = self._feed_prompt(tokens)
         rng = np.random.default_rng(params.seed)

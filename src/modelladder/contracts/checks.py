@@ -38,9 +38,10 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def user_text(messages: Sequence[dict[str, Any]]) -> str:
-    """All user-message text, normalised (case-folded, whitespace collapsed); understands
-    both string content and the list-of-parts form (``{"type": "text", "text": ...}``)."""
+def user_text(messages: Sequence[dict[str, Any]], *, normalise: bool = True) -> str:
+    """All user-message text, normalised (case-folded, whitespace collapsed) unless
+    ``normalise=False``; understands both string content and the list-of-parts form
+    (``{"type": "text", "text": ...}``)."""
     chunks: list[str] = []
     for m in messages:
         if m.get("role") != "user":
@@ -52,7 +53,8 @@ def user_text(messages: Sequence[dict[str, Any]]) -> str:
             chunks.extend(
                 p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
             )
-    return _norm("\n".join(chunks))
+    joined = "\n".join(chunks)
+    return _norm(joined) if normalise else joined
 
 
 def _leaves(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, str | int | float]]:

@@ -245,6 +245,22 @@ class ToolCalls(Contract):
     def grammar(self) -> str:
         return self._grammar
 
+    def grounded_grammar(self, text: str) -> str:
+        """The grammar with every free string argument narrowed to a span of ``text`` (see
+        :mod:`modelladder.contracts.grounding`); the plain grammar when ``text`` has no word."""
+        from modelladder.contracts.grounding import ground_tools
+
+        tools = ground_tools(self.tools, text)
+        if tools is None:
+            return self._grammar
+        try:
+            narrowed = ToolCalls(
+                tools, parallel=self.parallel, allow_no_call=self.allow_no_call, tool_choice=self.tool_choice
+            )
+        except ContractError:  # a very long text outgrows llguidance's lexer limit: do not narrow
+            return self._grammar
+        return narrowed._grammar
+
     def parse(self, text: str) -> Verdict:
         body = text.strip()
         if OPEN not in body:

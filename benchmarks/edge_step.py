@@ -6,6 +6,12 @@ one token at a time with and without the llguidance mask), plus the machine and 
 
     python benchmarks/edge_step.py --limit 100
     python benchmarks/edge_step.py --limit 100 --ground-strings   # the rung option ground_strings
+    python benchmarks/edge_step.py --limit 100 --shared-tools     # steps that share a tool list
+
+Every BFCL item has its own tool list, so by default each step evaluates that list afresh
+(only the fixed instructions come from the KV cache). ``--shared-tools`` measures the agent-loop
+case the prefix cache is for: before each timed step, an untimed step with the same tools and
+another question fills the cache, so the timed step evaluates only its own question.
 """
 
 from __future__ import annotations
@@ -53,11 +59,16 @@ def replay(backend: LlamaCppBackend, messages, contract, tokens: list[int], cons
     return (time.perf_counter() - t0) / max(1, len(tokens))
 
 
+WARM_UP = [{"role": "user", "content": "Which of these tools can help me today?"}]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--overhead-items", type=int, default=20)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--shared-tools", action="store_true",
+                    help="time each step after an untimed step with the same tools (an agent loop's cache)")
     ap.add_argument("--ground-strings", action="store_true",
                     help="the rung option ground_strings: string arguments copied from the question")
     args = ap.parse_args()
@@ -70,6 +81,8 @@ def main() -> None:
     overhead = []
     for i, item in enumerate(items):
         contract = ToolCalls(item.tools)
+        if args.shared_tools:
+            backend.generate(WARM_UP, contract, GenerationParams(max_tokens=8))
         g = backend.generate(item.messages, contract, GenerationParams(max_tokens=256))
         verdict = contract.validate(g.text, item.messages)
         ok += score(item, verdict.value if verdict.ok else None).valid
@@ -86,6 +99,7 @@ def main() -> None:
     figures = {
         "items": len(items),
         "ground_strings": args.ground_strings,
+        "shared_tools": args.shared_tools,
         "accuracy": ok / len(items),
         "p50_latency_s": pct(lat, 0.5),
         "p95_latency_s": pct(lat, 0.95),

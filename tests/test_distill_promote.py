@@ -18,7 +18,7 @@ from modelladder.distill.dataset import HOLDOUT_INPUTS, DatasetConfig, build_dat
 from modelladder.distill.errors import DistillError, FleetChangedError
 from modelladder.distill.evaluate import EvalConfig, evaluate
 from modelladder.distill.fleet_file import digest_bytes, dumps_fleet, read_fleet, replace_fleet
-from modelladder.distill.promote import PromoteConfig, history_dir, promote, read_history, rollback
+from modelladder.distill.promote import PromoteConfig, decide, history_dir, promote, read_history, rollback
 from modelladder.distill.refine import RefineConfig, refine
 from modelladder.fleet import load_fleet
 from modelladder.ladder import eligible_rungs
@@ -157,6 +157,20 @@ def test_refuses_when_accepted_wrong_rate_rises(world: dict[str, Any]) -> None:
     assert rec["action"] == "refused"
     assert any("accepted-wrong" in r for r in rec["decision"]["reasons"])
     assert world["fleet"].read_bytes() == before
+
+
+def test_refuses_more_wrong_answers_in_all_even_at_a_lower_rate() -> None:
+    """The distillation proof's case: the specialist is right more often and a smaller share of
+    what it lets through is wrong, but it lets through so much more that more steps end wrong."""
+    def side(acc: float, aw_rate: float, aw_all: float) -> dict[str, float]:
+        return {"n": 215, "accuracy": acc, "accepted_wrong_rate": aw_rate, "accepted_wrong_of_all": aw_all}
+
+    report = {"primary_view": "inputs", "champion": {"rung": "smollm2-135m"},
+              "views": {"inputs": {"candidate": side(0.326, 0.639, 0.577), "champion": side(0.167, 0.767, 0.460)}}}
+    d = decide(report, margin=0.05)
+    assert not d.promote and any("of all steps" in r for r in d.reasons), d.reasons
+    report["views"]["inputs"]["candidate"] = side(0.326, 0.50, 0.40)
+    assert decide(report, margin=0.05).promote
 
 
 def test_stale_evaluations_and_changed_fleets_are_errors(world: dict[str, Any]) -> None:

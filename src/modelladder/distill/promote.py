@@ -104,7 +104,11 @@ class Decision:
 
 def decide(report: dict[str, Any], margin: float, max_accepted_wrong_increase: float = 0.0) -> Decision:
     """Promote only if accuracy gains >= ``margin`` (a fraction) and the accepted-wrong rate
-    rises by no more than ``max_accepted_wrong_increase``."""
+    rises by no more than ``max_accepted_wrong_increase`` -- both ways of counting it: the
+    share of *accepted* answers that are wrong (how far the gate can be trusted) and the share
+    of *all* steps answered wrong at the first rung. The second guards the ladder: a more
+    confident specialist can lower the first rate while passing more wrong answers in all,
+    which lowers the ladder's accuracy (measured in the distillation proof)."""
     view = report["primary_view"]
     v = report["views"][view]
     cand, champ = v["candidate"], v["champion"]
@@ -112,20 +116,24 @@ def decide(report: dict[str, Any], margin: float, max_accepted_wrong_increase: f
         return Decision(False, [f"the {view} view of the evaluation is empty"], view)
     gain = cand["accuracy"] - champ["accuracy"]
     aw_up = cand["accepted_wrong_rate"] - champ["accepted_wrong_rate"]
+    all_up = cand["accepted_wrong_of_all"] - champ["accepted_wrong_of_all"]
     figures = {"n": cand["n"], "candidate_accuracy": cand["accuracy"], "champion_accuracy": champ["accuracy"],
                "gain_points": 100 * gain, "margin_points": 100 * margin,
                "candidate_accepted_wrong_rate": cand["accepted_wrong_rate"],
-               "champion_accepted_wrong_rate": champ["accepted_wrong_rate"]}
+               "champion_accepted_wrong_rate": champ["accepted_wrong_rate"],
+               "candidate_accepted_wrong_of_all": cand["accepted_wrong_of_all"],
+               "champion_accepted_wrong_of_all": champ["accepted_wrong_of_all"]}
     reasons = []
     ok = True
     acc_line = (f"holdout accuracy {cand['accuracy']:.1%} vs {champ['accuracy']:.1%} for {report['champion']['rung']} "
                 f"({100 * gain:+.1f} points, margin {100 * margin:.1f}) on {cand['n']} {view} examples")
     aw_line = (f"accepted-wrong rate {cand['accepted_wrong_rate']:.1%} vs {champ['accepted_wrong_rate']:.1%} "
-               f"(allowed increase {100 * max_accepted_wrong_increase:.1f} points)")
+               f"of accepted answers, {cand['accepted_wrong_of_all']:.1%} vs {champ['accepted_wrong_of_all']:.1%} "
+               f"of all steps (allowed increase {100 * max_accepted_wrong_increase:.1f} points)")
     if gain < margin - 1e-12:
         ok = False
         reasons.append("does not beat the current first rung by the margin: " + acc_line)
-    if aw_up > max_accepted_wrong_increase + 1e-12:
+    if max(aw_up, all_up) > max_accepted_wrong_increase + 1e-12:
         ok = False
         reasons.append("raises the accepted-wrong rate: " + aw_line)
     if ok:

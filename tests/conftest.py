@@ -81,3 +81,18 @@ def llama_server(smol_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def distill_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One dequantised copy of the base per test session, shared by every distill test module
+    (loading the GGUF into transformers takes ~35 s)."""
+    d = tmp_path_factory.getbasetemp() / "distill-cache"
+    d.mkdir(exist_ok=True)
+    old = os.environ.get("MODELLADDER_DISTILL_CACHE")
+    os.environ["MODELLADDER_DISTILL_CACHE"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("MODELLADDER_DISTILL_CACHE", None)
+    else:
+        os.environ["MODELLADDER_DISTILL_CACHE"] = old

@@ -3,8 +3,6 @@ unchanged Q4_1 base, makes the same next-token choices as transformers + peft.""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from modelladder.distill.export_gguf import export_adapter, llama_permute, valid
 from modelladder.distill.hf_base import load_base  # noqa: E402
 from modelladder.distill.train import LORA_TARGETS  # noqa: E402
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("distill_cache")]
 
 PROMPTS = [
     "The capital of France is",
@@ -37,19 +35,6 @@ PROMPTS = [
     '<tool_call>[{"name": "get_weather", "arguments": {"city": "',
     "1, 2, 3, 4,",
 ]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def distill_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    d = tmp_path_factory.getbasetemp() / "distill-cache"  # shared by every distill test module
-    d.mkdir(exist_ok=True)
-    old = os.environ.get("MODELLADDER_DISTILL_CACHE")
-    os.environ["MODELLADDER_DISTILL_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("MODELLADDER_DISTILL_CACHE", None)
-    else:
-        os.environ["MODELLADDER_DISTILL_CACHE"] = old
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from modelladder.ladder import Step  # noqa: E402
 from modelladder.traces import TraceStore  # noqa: E402
 from tests.test_distill_helpers import FixedSource, Scripted, record  # noqa: E402
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("distill_cache")]
 
 LABELS = ["zorblax", "quimble"]
 MOOD = Step("mood", Choice(LABELS))
@@ -38,20 +37,6 @@ WORDS = ["movie", "dinner", "concert", "trip", "book", "game", "hotel", "class",
 
 def label_for(q: str) -> str:
     return "zorblax" if " good" in q else "quimble"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def distill_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One dequantised copy of the base per test session (loading the GGUF takes ~35 s)."""
-    d = tmp_path_factory.getbasetemp() / "distill-cache"  # shared by every distill test module
-    d.mkdir(exist_ok=True)
-    old = os.environ.get("MODELLADDER_DISTILL_CACHE")
-    os.environ["MODELLADDER_DISTILL_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("MODELLADDER_DISTILL_CACHE", None)
-    else:
-        os.environ["MODELLADDER_DISTILL_CACHE"] = old
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,10 @@ Stages (each resumable; rerun the same command after an interruption):
 2. ``dataset`` -- ``distill dataset --step bfcl --teacher-rung reference`` (50/50 split by
    input hash, tool lists of the train half shortened to a token budget).
 3. ``train``   -- ``distill train`` (LoRA on SmolLM2 from the bundled GGUF, CPU).
-4. ``eval``    -- ``distill eval``: base SmolLM2 (its recorded ladder attempts) against the
-   specialist (run live through the ladder with its adapter) on the holdout half.
+4. ``eval``    -- ``distill eval --no-reuse``: base SmolLM2 against the specialist (SmolLM2 +
+   adapter), both run live through the ladder on the holdout half, one after the other on the
+   same machine (the base model's recorded attempts were timed under whatever load the traces
+   stage ran with, which would skew latency and edge cost).
 5. ``report``  -- prints the figures and writes ``proof.json``.
 
     .venv/bin/python benchmarks/distill_proof.py --stage all   # or one stage at a time

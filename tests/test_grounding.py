@@ -7,8 +7,9 @@ import re
 
 import pytest
 from llguidance import LLMatcher
+from pydantic import BaseModel, Field
 
-from modelladder import GenerationParams, ToolCalls
+from modelladder import Choice, GenerationParams, JsonSchema, ToolCalls
 from modelladder.backends import open_backend
 from modelladder.contracts.grounding import ground_schema, span_pattern
 from modelladder.fleet import FleetError, parse_fleet
@@ -83,6 +84,34 @@ class TestGroundedGrammar:
         assert c.grounded_grammar("???") == c.grammar()
         huge = " ".join(f"word{i}" for i in range(5000))
         assert c.grounded_grammar(huge) == c.grammar()
+
+
+class TestJsonSchema:
+    def test_string_fields_are_narrowed_numbers_and_enums_are_not(self) -> None:
+        schema = {"type": "object", "properties": {
+            "name": {"type": "string"}, "age": {"type": "integer"}, "tier": {"type": "string", "enum": ["gold", "free"]}},
+            "required": ["name", "age", "tier"]}
+        c = JsonSchema(schema)
+        g = c.grounded_grammar("Maria Lopez is 41 and wants a refund.")
+        assert decodes_with(g, '{"name": "Maria Lopez", "age": 7, "tier": "gold"}')
+        assert not decodes_with(g, '{"name": "Mary Lopez", "age": 7, "tier": "gold"}')
+        assert decodes_with(c.grammar(), '{"name": "Mary Lopez", "age": 7, "tier": "gold"}')
+
+    def test_pydantic_defs_are_narrowed(self) -> None:
+        class Who(BaseModel):
+            name: str
+
+        class Order(BaseModel):
+            who: Who
+            note: str = Field(pattern="^[A-Z]+$")
+
+        g = JsonSchema(Order).grounded_grammar("Ship it to Ada Byron please")
+        assert decodes_with(g, '{"who": {"name": "Ada Byron"}, "note": "X"}')  # the pattern field is left alone
+        assert not decodes_with(g, '{"who": {"name": "Grace"}, "note": "X"}')
+
+    def test_kinds_without_free_strings_are_unchanged(self) -> None:
+        c = Choice(["billing", "shipping"])
+        assert c.grounded_grammar("anything at all") == c.grammar()
 
 
 class TestFleetOption:

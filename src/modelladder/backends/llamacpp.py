@@ -32,7 +32,6 @@ import numpy as np
 from modelladder.backends.base import BackendError, Generation, GenerationParams
 from modelladder.backends.prompting import prepare_messages, render_transcript
 from modelladder.contracts.checks import user_text
-from modelladder.contracts.tools import ToolCalls
 
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
@@ -158,8 +157,8 @@ class LlamaCppBackend:
     def _matcher(self, contract: Contract | None, messages: list[dict[str, Any]]) -> llguidance.LLMatcher | None:
         if contract is None:
             return None
-        if self.ground_strings and isinstance(contract, ToolCalls):
-            # Decoding only: the prompt shows the tools as declared, validation uses the contract.
+        if self.ground_strings:
+            # Decoding only: the prompt shows the contract as declared, validation uses it too.
             grammar = contract.grounded_grammar(user_text(messages, normalise=False))
         else:
             grammar = contract.grammar()

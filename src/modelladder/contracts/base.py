@@ -84,6 +84,12 @@ class Contract(ABC):
     def grammar(self) -> str:
         """The llguidance grammar (the string accepted by ``llguidance.LLMatcher``)."""
 
+    def grounded_grammar(self, text: str) -> str:
+        """The grammar with free-text string values narrowed to spans of ``text`` (a rung's
+        ``ground_strings`` option, see :mod:`modelladder.contracts.grounding`); kinds without
+        free-text strings return :meth:`grammar` unchanged."""
+        return self.grammar()
+
     @abstractmethod
     def parse(self, text: str) -> Verdict:
         """Structural validation of a finished output text, independent of any decoder."""

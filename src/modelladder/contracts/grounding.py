@@ -1,12 +1,12 @@
-"""Grounded strings: narrow a tool-call grammar so free-text arguments are spans of the user text.
+"""Grounded strings: narrow a grammar so free-text string values are spans of the user text.
 
 Why: most wrong tool calls of a 135M model are not malformed (the grammar already rules that
 out) but carry a plausible string the user never wrote ("Myself" for "Lionel Messi"). On
 BFCL ``simple_python`` 100 of SmolLM2's 121 wrong-string answers had the right value written
 in the question, and 130 of the 141 strings in its right answers were copied from it. So a
-small rung may be told to *copy*: every string argument without its own vocabulary (``enum``,
-``const``, ``pattern``, ``format``) must be a span of whole words of the user messages (case
-is free, so "paris" may come from "Paris").
+small rung may be told to *copy*: every string argument (or, for a ``JsonSchema`` step, every
+string field) without its own vocabulary (``enum``, ``const``, ``pattern``, ``format``) must be
+a span of whole words of the user messages (case is free, so "paris" may come from "Paris").
 
 This narrows *decoding* only. It is a rung's strategy (``ground_strings = true`` in the fleet
 file), not part of the step's contract: validation still uses the contract as declared, so a

@@ -131,6 +131,20 @@ class JsonSchema(Contract):
     def grammar(self) -> str:
         return self._grammar
 
+    def grounded_grammar(self, text: str) -> str:
+        from modelladder.contracts.grounding import ground_schema, span_pattern
+
+        pattern = span_pattern(text)
+        if pattern is None:
+            return self._grammar
+        try:
+            grammar = LLMatcher.grammar_from_json_schema(
+                ground_schema(self._grammar_schema, pattern), defaults=JSON_GRAMMAR_OPTIONS
+            )
+            return ensure_grammar(grammar, "JsonSchema schema")
+        except (ContractError, ValueError):  # outgrew llguidance's lexer limit: do not narrow
+            return self._grammar
+
     def parse(self, text: str) -> Verdict:
         body = strip_fence(text).strip()
         if not body:

@@ -336,7 +336,8 @@ def evaluate(
                         TimeRemainingColumn(), console=Console(stderr=True), disable=not cfg.progress)
     details_path = Path(str(cfg.out) + ".details.jsonl")
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    with progress, details_path.open("w", encoding="utf-8") as details:
+    # Line-buffered: a long evaluation can be followed (and judged) while it runs.
+    with progress, details_path.open("w", encoding="utf-8", buffering=1) as details:
         task = progress.add_task(f"distill eval {step}", total=len(examples), acc="-")
         right = 0
         for i, ex in enumerate(examples, 1):

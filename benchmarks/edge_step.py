@@ -50,8 +50,7 @@ def replay(backend: LlamaCppBackend, messages, contract, tokens: list[int], cons
     for tok in tokens:
         logits = backend._logits()
         if matcher is not None:
-            matcher.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
-            allowed = np.unpackbits(mask.view(np.uint8), bitorder="little")[: backend.model.n_vocab].astype(bool)
+            allowed = backend._allowed(matcher, mask)
             logits = np.where(allowed, logits, -np.inf)
             matcher.consume_token(tok)
         _ = int(np.argmax(logits))

@@ -167,6 +167,12 @@ class LlamaCppBackend:
             raise BackendError("internal", f"contract grammar rejected by llguidance: {matcher.get_error()}")
         return matcher
 
+    def _allowed(self, matcher: llguidance.LLMatcher, mask: np.ndarray) -> np.ndarray:
+        """The grammar's next-token mask as one bool per vocabulary entry (``mask`` is a
+        reusable int32 buffer of ``ceil(n_vocab / 32)`` words)."""
+        matcher.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
+        return np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.model.n_vocab].astype(bool)
+
     # -- KV cache -------------------------------------------------------------------------
     def _feed_prompt(self, tokens: list[int]) -> int:
         """Evaluate the prompt, reusing the longest prefix already in the KV cache.
@@ -233,8 +239,7 @@ class LlamaCppBackend:
             logits = self._logits()
             allowed_count = self.model.n_vocab
             if matcher is not None:
-                matcher.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
-                allowed = np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.model.n_vocab].astype(bool)
+                allowed = self._allowed(matcher, mask)
                 allowed_count = int(allowed.sum())
                 if allowed_count == 0:
                     break

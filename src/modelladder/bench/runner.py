@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modelladder._progress import progress_bar
 from modelladder.backends.base import Backend, BackendError
 from modelladder.bench.bfcl_data import BfclItem, load_items
 from modelladder.bench.config import (
@@ -511,26 +512,5 @@ def run_bench(
 
 @contextmanager
 def _progress(console: Any, enabled: bool) -> Iterator[Any]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
-    with progress:
+    with progress_bar("acc {task.fields[acc]}", console=console, enabled=enabled) as progress:
         yield progress

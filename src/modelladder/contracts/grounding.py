@@ -65,6 +65,7 @@ def span_pattern(text: str, max_words: int = MAX_SPAN_WORDS) -> str | None:
 
 
 _OWN_VOCABULARY = ("enum", "const", "pattern", "format")
+_NESTED = ("items", "prefixItems", "additionalProperties", "anyOf", "oneOf", "allOf")
 
 
 def ground_schema(schema: Any, pattern: str) -> Any:
@@ -87,13 +88,8 @@ def ground_schema(schema: Any, pattern: str) -> Any:
     return out
 
 
-_NESTED = ("items", "prefixItems", "additionalProperties", "anyOf", "oneOf", "allOf")
-
-
 def _is_free_string(schema: dict[str, Any]) -> bool:
-    t = schema.get("type")
-    is_string = t == "string" or (isinstance(t, list) and "string" in t and len(t) == 1)
-    return is_string and not any(k in schema for k in _OWN_VOCABULARY)
+    return schema.get("type") in ("string", ["string"]) and not any(k in schema for k in _OWN_VOCABULARY)
 
 
 def ground_tools(tools: Sequence[dict[str, Any]], text: str) -> list[dict[str, Any]] | None:

@@ -213,10 +213,11 @@ class ToolCalls(Contract):
     def _tools_allowed(self) -> list[dict[str, Any]]:
         return [t for t in self.tools if t["name"] in self._allowed]
 
-    def _build_grammar(self) -> str:
+    def _build_grammar(self, tools: Sequence[dict[str, Any]] | None = None) -> str:
+        """The grammar over ``tools`` (default: the tools ``tool_choice`` allows)."""
         defs: dict[str, Any] = {}
         options = []
-        for i, tool in enumerate(self._tools_allowed()):
+        for i, tool in enumerate(self._tools_allowed() if tools is None else tools):
             params = closed_for_grammar(tool["parameters"])
             if _uses_refs(params):  # local refs resolve against the root: move the schema there
                 key = f"tool{i}"
@@ -250,16 +251,13 @@ class ToolCalls(Contract):
         :mod:`modelladder.contracts.grounding`); the plain grammar when ``text`` has no word."""
         from modelladder.contracts.grounding import ground_tools
 
-        tools = ground_tools(self.tools, text)
+        tools = ground_tools(self._tools_allowed(), text)
         if tools is None:
             return self._grammar
         try:
-            narrowed = ToolCalls(
-                tools, parallel=self.parallel, allow_no_call=self.allow_no_call, tool_choice=self.tool_choice
-            )
+            return ensure_grammar(self._build_grammar(tools), "ToolCalls tools")
         except ContractError:  # a very long text outgrows llguidance's lexer limit: do not narrow
             return self._grammar
-        return narrowed._grammar
 
     def parse(self, text: str) -> Verdict:
         body = text.strip()

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modelladder._progress import progress_bar
 from modelladder.backends.base import Backend
 from modelladder.distill.dataset import HOLDOUT, HOLDOUT_INPUTS, load_manifest, read_jsonl
 from modelladder.distill.errors import DistillError
@@ -301,16 +302,6 @@ def evaluate(
     """Evaluate and write ``cfg.out`` (JSON) plus ``<out>.details.jsonl``; returns the report.
     ``backends`` (by rung name; the candidate is ``"candidate"``) and ``source`` replace the real
     ones (tests)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     data_dir = Path(cfg.data_dir)
     manifest = load_manifest(data_dir)
     step = manifest["step"]
@@ -331,9 +322,7 @@ def evaluate(
     escalation = escalation_profile(ev, examples)
 
     results: dict[str, dict[str, Outcome]] = {champion.name: {}, CANDIDATE: {}}
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("cand acc {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                        TimeRemainingColumn(), console=Console(stderr=True), disable=not cfg.progress)
+    progress = progress_bar("cand acc {task.fields[acc]}", enabled=cfg.progress)
     details_path = Path(str(cfg.out) + ".details.jsonl")
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     # Line-buffered: a long evaluation can be followed (and judged) while it runs.

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelladder._progress import progress_bar
 from modelladder.distill.dataset import TRAIN, load_manifest, read_jsonl
 from modelladder.distill.errors import DistillError
 from modelladder.distill.hf_base import file_sha256, load_base, require_training_deps
@@ -236,25 +237,6 @@ def _device(name: str) -> str:
     return name
 
 
-def _progress(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not enabled,
-    )
-
-
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume), save the peft adapter, export it to GGUF, write ``train_report.json``."""
     cfg.check()
@@ -330,7 +312,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         return {"step": step, "fingerprint": fingerprint, "losses": losses, "tokens_seen": tokens_seen,
                 "elapsed_s": elapsed_before + time.perf_counter() - t0, "total_steps": total_steps}
 
-    with _progress(cfg.progress) as bar:
+    with progress_bar("loss {task.fields[loss]}", "{task.fields[tps]} tok/s", enabled=cfg.progress) as bar:
         task = bar.add_task("distill train", total=total_steps, completed=step,
                             loss=f"{losses[-1]:.3f}" if losses else "-", tps="-")
         while step < total_steps:

@@ -1,18 +1,22 @@
 # `make demo` and `make test` work on a fresh clone with nothing but Python >= 3.11:
 # they create .venv and install the package with its test extras (llama-cpp-python
-# compiles from source the first time, ~9 minutes on 2 cores; pip caches the wheel).
+# compiles from source the first time, ~8 minutes on 2 cores, with this CPU's features but never
+# AMX, see src/modelladder/native_build.py; the wheel is cached by its build options).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench clean
+.PHONY: venv demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/modelladder/native_build.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python src/modelladder/native_build.py install --python $(BIN)/python --quiet
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench,distill]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/modelladder demo

@@ -132,6 +132,7 @@ def build_wheel(python: str, args: str, *, quiet: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / build_key(args)
     tmp = tempfile.mkdtemp(dir=root, prefix=".building-")
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may serve several users' venvs
     try:
         cmd = [python, "-m", "pip", "wheel", f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
                "--no-deps", "--no-binary", "llama-cpp-python", "--no-cache-dir", "-w", tmp]

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 class BackendError(RuntimeError):
     """A backend could not produce an answer. ``code``: ``unreachable``, ``timeout``,
-    ``model_missing``, ``bad_response``, ``context_overflow``, ``internal``."""
+    ``model_missing``, ``bad_response``, ``context_overflow``, ``internal``, ``llama_crash`` (the
+    installed llama.cpp dies on this CPU: see :mod:`modelladder.backends.llamacpp_probe`)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)

@@ -30,6 +30,7 @@ import llguidance.llamacpp
 import numpy as np
 
 from modelladder.backends.base import BackendError, Generation, GenerationParams
+from modelladder.backends.llamacpp_probe import ProbeCrash, ensure_runs
 from modelladder.backends.prompting import prepare_messages, render_transcript
 from modelladder.contracts.checks import user_text
 
@@ -69,6 +70,10 @@ def load_model(path: Path, n_ctx: int = 8192, n_threads: int | None = None) -> L
             return _LOADED[key]
         if not path.is_file():
             raise BackendError("model_missing", f"GGUF file not found: {path}")
+        try:  # a llama.cpp that dies on this CPU must say so, not kill the process silently
+            ensure_runs([path])
+        except ProbeCrash as exc:
+            raise BackendError("llama_crash", str(exc)) from exc
         try:
             with contextlib.redirect_stderr(io.StringIO()):
                 llm = llama_cpp.Llama(

@@ -13,11 +13,16 @@ from modelladder.cli._common import fail  # noqa: F401  (re-exported for sub-com
 @click.version_option(package_name="modelladder")
 def main() -> None:
     """Run agent steps on the smallest model that satisfies their contract."""
+    import faulthandler
+
+    # A crash in native code (llama.cpp) prints Python's stack instead of dying without a word.
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
 
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `main`.
-    from modelladder.cli import bench_cmd, demo_cmd, distill_cmd, serve_cmd, traces_cmd  # noqa: F401
+    from modelladder.cli import bench_cmd, demo_cmd, distill_cmd, doctor_cmd, serve_cmd, traces_cmd  # noqa: F401
 
 
 _register()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from modelladder.fleet import Fleet
 
 
 class CliError(click.ClickException):
@@ -18,3 +21,26 @@ class CliError(click.ClickException):
 
 def fail(message: str) -> NoReturn:
     raise CliError(message)
+
+
+def probe_llama_or_fail(fleet: Fleet) -> None:
+    """Before a command loads a model in-process: does llama.cpp run on this CPU? (Once per build.)
+
+    The probe runs in a child process, so a build that dies here (SIGILL with AMX kernels on a
+    VM, for example) becomes one message with the rebuild command and exit code 2.
+    """
+    from modelladder.backends.llamacpp_probe import ProbeCrash, ensure_runs
+    from modelladder.fleet import FleetError
+
+    models = []
+    for rung in fleet.rungs:  # one model answers for the build; the first that resolves
+        if rung.backend == "llamacpp":
+            try:
+                models.append(rung.resolve_path())
+                break
+            except FleetError:
+                continue  # the command reports a missing model itself
+    try:
+        ensure_runs(models)
+    except ProbeCrash as exc:
+        fail(str(exc))

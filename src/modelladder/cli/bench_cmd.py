@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from modelladder.cli import main
-from modelladder.cli._common import fail
+from modelladder.cli._common import fail, probe_llama_or_fail
+from modelladder.fleet import FleetError, load_fleet
 
 
 @main.group("bench")
@@ -115,6 +116,7 @@ def bfcl(
         progress=not no_progress,
         reuse=list(reuse),
     )
+    _probe(fleet_path)
     try:
         outcome = run_bench(cfg)
     except BenchInputError as exc:
@@ -132,3 +134,13 @@ def bfcl(
         + "; "
         f"results in {out_dir / 'results.jsonl'}, report {out_dir / 'report.html'}"
     )
+
+
+def _probe(fleet_path: Path | None) -> None:
+    """Does llama.cpp run on this CPU? Any local model answers that (the probe is per build);
+    a bad --fleet is left for the runner to report."""
+    try:
+        fleet = load_fleet(fleet_path)
+    except FleetError:
+        fleet = load_fleet(None)
+    probe_llama_or_fail(fleet)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from modelladder.backends.base import BackendError
 from modelladder.cli import main
-from modelladder.cli._common import fail
+from modelladder.cli._common import fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.ladder import Ladder, Resolved, Unresolved
 
@@ -54,6 +54,7 @@ def demo(fleet_path: str | None, db: str | None) -> None:
         fleet = load_fleet(fleet_path)
     except FleetError as exc:
         fail(str(exc))
+    probe_llama_or_fail(fleet)
     try:
         store = TraceStore(db)
     except TraceStoreError as exc:

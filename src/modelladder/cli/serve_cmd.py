@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from modelladder.cli import main
-from modelladder.cli._common import fail
+from modelladder.cli._common import fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.gateway import GatewayConfig, create_app
 from modelladder.gateway.auth import load_api_keys
@@ -83,6 +83,7 @@ def serve(
         fleet = load_fleet(fleet_path)
     except FleetError as exc:
         fail(str(exc))
+    probe_llama_or_fail(fleet)
     try:
         keys = load_api_keys(api_key_file)
     except ValueError as exc:

@@ -24,10 +24,10 @@ def agent_table(summary: Mapping[str, Any]) -> Table:
     cols = LOOP_COLS if summary.get("suite") == "loops" else STEP_COLS
     t = Table(box=box.SIMPLE_HEAD, title=f"BFCL v4 multi-turn, {summary.get('suite')} -- {summary.get('mode')}",
               title_justify="left", padding=(0, 1), pad_edge=False)  # fmt: skip
-    t.add_column("category", no_wrap=True)
-    t.add_column("n", justify="right")
-    for _, head, _ in cols:
-        t.add_column(head, justify="right", no_wrap=True)
+    t.add_column("category", no_wrap=True, min_width=23)
+    t.add_column("n", justify="right", min_width=4)
+    for _, head, _ in cols:  # wide enough for "100.0%" and "$0.0000": never cut to an ellipsis
+        t.add_column(head, justify="right", no_wrap=True, min_width=max(len(head), 7))
     rows = [*(summary.get("categories") or {}).items(), ("overall", summary.get("overall") or {})]
     for name, f in rows:
         t.add_row(name, str(f.get("n", 0)), *(fmt(f.get(k)) for k, _, fmt in cols))

@@ -24,6 +24,7 @@ from pathlib import Path
 CHILD = r"""
 import contextlib, io, json, sys, time
 import llama_cpp
+import numpy as np
 path, n_prompt, n_decode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 with contextlib.redirect_stderr(io.StringIO()):
     llm = llama_cpp.Llama(path, n_ctx=2048, n_threads=2, n_threads_batch=2, n_batch=512, verbose=False)
@@ -33,7 +34,8 @@ llm.eval(tokens[:8]); llm.reset()  # warm-up
 t0 = time.perf_counter(); llm.eval(tokens); pp = time.perf_counter() - t0
 t0 = time.perf_counter()
 for _ in range(n_decode):
-    tok = int(llm.scores[llm.n_tokens - 1].argmax())  # greedy, as a real decode would
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
+    tok = int(logits.argmax())  # greedy, as a real decode would
     llm.eval([tok])
 dec = time.perf_counter() - t0
 print(json.dumps({"pp_tok_s": len(tokens) / pp, "decode_tok_s": n_decode / dec,
@@ -46,7 +48,8 @@ def measure(folder: Path, model: Path, n_prompt: int, n_decode: int) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, str(model), str(n_prompt), str(n_decode)],
                           capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode != 0:
-        return {"error": f"exit {proc.returncode}" + (f" (signal {-proc.returncode})" if proc.returncode < 0 else "")}
+        why = f" (signal {-proc.returncode})" if proc.returncode < 0 else f": {proc.stderr.strip()[-300:]}"
+        return {"error": f"exit {proc.returncode}{why}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

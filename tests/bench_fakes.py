@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelladder.backends.base import BackendError, Generation, GenerationParams
-from modelladder.backends.reference import answer_text, lookup_key
-from modelladder.bench.bfcl_data import BfclItem
-from modelladder.bench.bfcl_score import reference_answer
+from modelladder.bench.bfcl.data import BfclItem
+from modelladder.bench.bfcl.reference import answer_text, lookup_key
+from modelladder.bench.bfcl.score import reference_answer
 from modelladder.contracts.tools import render_calls
 
 BEHAVIOURS = (

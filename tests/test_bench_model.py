@@ -10,8 +10,8 @@ pytest.importorskip("bfcl_eval")
 
 from click.testing import CliRunner  # noqa: E402
 
-from modelladder.backends.reference import ReferenceBackend  # noqa: E402
-from modelladder.bench.bfcl_data import load_items  # noqa: E402
+from modelladder.bench.bfcl.data import load_items  # noqa: E402
+from modelladder.bench.bfcl.reference import ReferenceBackend  # noqa: E402
 from modelladder.bench.runner import BfclRunner, make_step, prepare_fleet, result_record  # noqa: E402
 from modelladder.bench.sweep import replay_item  # noqa: E402
 from modelladder.fleet import parse_fleet  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("bfcl_eval")
 
-from modelladder.bench.bfcl_data import load_items  # noqa: E402
+from modelladder.bench.bfcl.data import load_items  # noqa: E402
 from modelladder.bench.report import nice_ticks, render_report  # noqa: E402
 from modelladder.bench.runner import BenchConfig, run_bench  # noqa: E402
 from tests.bench_fakes import ScriptedBackend  # noqa: E402

@@ -13,9 +13,9 @@ pytest.importorskip("bfcl_eval")
 from click.testing import CliRunner  # noqa: E402
 
 from modelladder.backends.base import BackendError, GenerationParams  # noqa: E402
-from modelladder.backends.reference import DECLINE_TEXT, ReferenceBackend, estimate_tokens  # noqa: E402
-from modelladder.bench.bfcl_data import load_items  # noqa: E402
-from modelladder.bench.bfcl_score import reference_answer, score  # noqa: E402
+from modelladder.bench.bfcl.data import load_items  # noqa: E402
+from modelladder.bench.bfcl.reference import DECLINE_TEXT, ReferenceBackend, estimate_tokens  # noqa: E402
+from modelladder.bench.bfcl.score import reference_answer, score  # noqa: E402
 from modelladder.bench.runner import (  # noqa: E402
     BenchConfig,
     BenchInputError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelladder.bench.summary import percentile, summarize, summarize_by_category
-from modelladder.bench.sweep import aiq, hull_value, nondecreasing_hull
+from modelladder.bench.summary import summarize, summarize_by_category
+from modelladder.stats import aiq, hull_value, nondecreasing_hull, percentile
 
 
 def rec(cat, valid, lat, cost, placement, rung, esc=(), wrong=None):
@@ -145,7 +145,7 @@ def test_aiq_brute_force_agrees():
 
 
 def test_auc_mann_whitney():
-    from modelladder.bench.sweep import auc
+    from modelladder.stats import auc
 
     assert auc([3, 4], [1, 2]) == 1.0
     assert auc([1, 2], [3, 4]) == 0.0

@@ -13,7 +13,7 @@ pytest.importorskip("bfcl_eval")
 
 from jsonschema import Draft202012Validator  # noqa: E402
 
-from modelladder.bench.bfcl_data import (  # noqa: E402
+from modelladder.bench.bfcl.data import (  # noqa: E402
     AST_CATEGORIES,
     CATEGORIES,
     CATEGORY_COUNTS,
@@ -21,13 +21,13 @@ from modelladder.bench.bfcl_data import (  # noqa: E402
     load_items,
     split_half,
 )
-from modelladder.bench.bfcl_schema import (  # noqa: E402
+from modelladder.bench.bfcl.schema import (  # noqa: E402
     bfcl_name,
     to_json_schema,
     to_openai_tool,
     tool_name,
 )
-from modelladder.bench.bfcl_score import ScoreResult, reference_answer, score  # noqa: E402
+from modelladder.bench.bfcl.score import ScoreResult, reference_answer, score  # noqa: E402
 
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -393,7 +393,7 @@ def test_bad_call_is_invalid_not_an_exception():
 
 def test_checker_import_needs_no_model_handlers():
     code = (
-        "import sys, modelladder.bench.bfcl_score as s\n"
+        "import sys, modelladder.bench.bfcl.score as s\n"
         "bad = [m for m in sys.modules if m.startswith('bfcl_eval.model_handler')]\n"
         "assert not bad, bad\n"
         "assert sys.modules['bfcl_eval.constants.model_config'].MODEL_CONFIG_MAPPING['any/model'].underscore_to_dot is False\n"

@@ -212,7 +212,7 @@ def test_replace_fleet_is_atomic_and_checked(tmp_path: Path, monkeypatch: pytest
     assert new == digest_bytes(path.read_bytes())
 
 
-@pytest.mark.parametrize("name", ["default_fleet.toml", "bench/bfcl_fleet.toml"])
+@pytest.mark.parametrize("name", ["default_fleet.toml", "bench/bfcl/fleet.toml"])
 def test_fleet_toml_round_trip(name: str) -> None:
     import modelladder
 

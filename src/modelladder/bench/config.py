@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modelladder.bench.bfcl_data import CATEGORIES
+from modelladder.bench.bfcl.data import CATEGORIES
+from modelladder.bench.bfcl.step import STEP_NAME
 from modelladder.bench.sweep import ladder_rungs
 from modelladder.fleet import Fleet, FleetError, Rung, load_fleet, parse_fleet
 from modelladder.ladder import Policy
 
-BENCH_FLEET = "bfcl_fleet.toml"
-STEP_NAME = "bfcl"
+BENCH_FLEET = "fleet.toml"  # in modelladder.bench.bfcl
 
 
 class BenchInputError(ValueError):
@@ -84,7 +84,7 @@ def load_bench_fleet(path: Path | None) -> Fleet:
     import importlib.resources
     import tomllib
 
-    text = importlib.resources.files("modelladder.bench").joinpath(BENCH_FLEET).read_text()
+    text = importlib.resources.files("modelladder.bench.bfcl").joinpath(BENCH_FLEET).read_text()
     return parse_fleet(tomllib.loads(text), "<bench fleet>")
 
 

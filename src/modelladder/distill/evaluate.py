@@ -230,16 +230,15 @@ class Evaluator:
 
 def _preflight(candidate: Rung) -> None:
     """Load the adapter on its base once, so a wrong file is one clear error, not n failed attempts."""
-    from modelladder.backends.adapters import load_adapter
+    from modelladder.backends import preload_backend
     from modelladder.backends.base import BackendError
-    from modelladder.backends.llamacpp import load_model
     from modelladder.distill.export_gguf import validate_adapter
     from modelladder.fleet import FleetError
 
     try:
         base = candidate.resolve_path()
         validate_adapter(Path(str(candidate.adapter)), base)
-        load_adapter(load_model(base, candidate.n_ctx, candidate.n_threads), str(candidate.adapter))
+        preload_backend(candidate)
     except (BackendError, FleetError, DistillError) as exc:
         raise DistillError(f"the candidate cannot run: {exc}") from exc
 

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 from modelladder.backends.base import BackendError, Generation, GenerationParams
 
 if TYPE_CHECKING:
-    from modelladder.bench.bfcl_data import BfclItem
+    from modelladder.bench.bfcl.data import BfclItem
     from modelladder.contracts.base import Contract
-    from modelladder.fleet import Rung
+    from modelladder.fleet_types import Rung
 
 CHARS_PER_TOKEN = 4.0
 DECLINE_TEXT = "<tool_call>[]</tool_call>"
@@ -67,7 +67,7 @@ def lookup_key(messages: Iterable[Mapping[str, Any]], tools: Iterable[Mapping[st
 def answer_text(item: BfclItem) -> str:
     """The canonical tool-call text of the benchmark's accepted answer (a decline for
     irrelevance items)."""
-    from modelladder.bench.bfcl_score import reference_answer
+    from modelladder.bench.bfcl.score import reference_answer
     from modelladder.contracts.tools import render_calls
 
     if item.is_irrelevance:
@@ -155,3 +155,16 @@ class ReferenceBackend:
             finish_reason="stop",
             raw={"reference": True},
         )
+
+
+def open_reference_rung(rung: Rung) -> ReferenceBackend:
+    """The registry's factory for ``backend = "reference"`` (see :mod:`modelladder.backends.registry`).
+
+    Outside ``modelladder bench`` there are no registered items to answer from, so opening a
+    reference rung there is refused with a message that says so; the bench builds its
+    :class:`ReferenceBackend` itself and registers the items it runs.
+    """
+    raise BackendError(
+        "model_missing",
+        f"rung {rung.name!r} is a benchmark `reference` rung: it only exists inside `modelladder bench`",
+    )

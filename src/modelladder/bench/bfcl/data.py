@@ -15,7 +15,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any, Literal
 
-from modelladder.bench.bfcl_schema import to_openai_tool
+from modelladder.bench.bfcl.schema import to_openai_tool
 
 AST_CATEGORIES: tuple[str, ...] = (
     "simple_python",

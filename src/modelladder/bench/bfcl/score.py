@@ -5,7 +5,7 @@ Importing ``bfcl_eval.eval_checker.ast_eval.ast_checker`` normally imports
 ~33 SDKs). The checker only reads ``MODEL_CONFIG_MAPPING[model].underscore_to_dot`` from it,
 and only for function names containing a dot. So, before importing the checker, we register a
 tiny stand-in module under that name whose mapping answers ``underscore_to_dot=False`` for any
-model. That is consistent with :mod:`modelladder.bench.bfcl_schema`: tools are exposed under
+model. That is consistent with :mod:`modelladder.bench.bfcl.schema`: tools are exposed under
 sanitised names (``math_factorial``), and :func:`score` maps them back to the exact BFCL names
 (``math.factorial``) before calling the checker, so the checker compares BFCL names as-is.
 """
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelladder.bench.bfcl_data import BfclItem
-from modelladder.bench.bfcl_schema import bfcl_name, to_json_schema, tool_name
+from modelladder.bench.bfcl.data import BfclItem
+from modelladder.bench.bfcl.schema import bfcl_name, to_json_schema, tool_name
 
 _MODEL_CONFIG = "bfcl_eval.constants.model_config"
 MODEL_NAME = "modelladder"
@@ -232,7 +232,7 @@ def reference_answer(item: BfclItem) -> list[dict[str, Any]]:
 
 def reference_pass_rates(categories: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
     """``{category: (passed, total)}`` for the reference answer under the official checker."""
-    from modelladder.bench.bfcl_data import CATEGORIES, load_items
+    from modelladder.bench.bfcl.data import CATEGORIES, load_items
 
     rates = {}
     for category in categories or CATEGORIES:
@@ -242,6 +242,6 @@ def reference_pass_rates(categories: Sequence[str] | None = None) -> dict[str, t
     return rates
 
 
-if __name__ == "__main__":  # python -m modelladder.bench.bfcl_score [category ...]
+if __name__ == "__main__":  # python -m modelladder.bench.bfcl.score [category ...]
     for cat, (ok, n) in reference_pass_rates(sys.argv[1:] or None).items():
         print(f"{cat:24s} {ok:5d}/{n:<5d} {ok / n:.2%}")

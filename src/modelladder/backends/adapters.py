@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 
@@ -19,7 +20,7 @@ from modelladder.backends.loaded_model import LoadedModel
 __all__ = ["load_adapter", "set_adapter"]
 
 
-def load_adapter(model: LoadedModel, path: str) -> object:
+def load_adapter(model: LoadedModel, path: str) -> Any:
     """Load the adapter file onto ``model`` once (later calls return the loaded one)."""
     if path not in model.adapters:
         p = Path(path).expanduser()

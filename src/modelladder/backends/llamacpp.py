@@ -162,7 +162,7 @@ class LlamaCppBackend:
         logprobs: list[float] = []
         free: list[bool] = []
         finish = "length"
-        mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32) if matcher is not None else None
+        mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32)  # the grammar's bitmask, reused
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError("timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s")

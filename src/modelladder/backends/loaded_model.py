@@ -42,7 +42,8 @@ class LoadedModel:
     grammar_cache: dict[str, str] = field(default_factory=dict)
     adapters: dict[str, Any] = field(default_factory=dict)
     active_adapter: str | None = None
-    wordy: np.ndarray | None = None  # per token: does its text contain a letter or digit?
+    # per token: does its text contain a letter or digit? (computed by load_model)
+    wordy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 _LOADED: dict[tuple[str, int, int], LoadedModel] = {}

@@ -124,7 +124,7 @@ def prepare_fleet(fleet: Fleet, mode: str) -> PreparedFleet:
         names = [r.name for r in fleet.rungs]
         if name not in names:
             raise BenchInputError(f"unknown rung {name!r} in --mode; the fleet has: {', '.join(names)}")
-        rung = fleet.rung(name)  # type: ignore[arg-type]
+        rung = fleet.rung(name)
         problem = rung_problem(rung)
         if problem:
             raise BenchInputError(f"rung {name!r} cannot run here: {problem}")

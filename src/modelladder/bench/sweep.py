@@ -20,7 +20,7 @@ AIQ (the area under the non-decreasing cost-quality hull) and the other statisti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,7 +235,9 @@ def sweep(
             c = p["calibrate"]
             return (-c["accuracy"], c["cost_per_1k_steps_usd"])
 
-        chosen = dict(min(pool, key=cheapest if ok else most_accurate))
+        key: Callable[[Mapping[str, Any]], tuple[float, ...]] = cheapest if ok else most_accurate
+        best: Mapping[str, Any] = min(pool, key=key)
+        chosen = dict(best)
 
     result: dict[str, Any] = {
         "rungs": [r.name for r in climb],

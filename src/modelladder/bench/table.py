@@ -44,7 +44,7 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     rows = dict(summary.get("categories") or {})
     rows["overall"] = summary.get("overall") or {}
     for name, s in rows.items():
-        cells = [
+        cells: list[Text | str] = [
             Text(name, style="bold" if name == "overall" else ""),
             str(s.get("n", 0)),
             _pct(s.get("accuracy")),

@@ -262,7 +262,7 @@ def export_cmd(
     """Resolved runs as OpenAI chat fine-tuning JSONL (one {"messages": [...]} per line)."""
     if fmt.lower() not in EXPORT_FORMATS:
         fail(f"unsupported export format {fmt!r} (supported: {', '.join(EXPORT_FORMATS)})")
-    options = {
+    options: dict[str, Any] = {
         "step": step,
         "include_unresolved": include_unresolved,
         "exclude_failed_feedback": not include_failed_feedback,

@@ -198,8 +198,9 @@ class Evaluator:
             ladder = self._ladders[rung.name] = Ladder(fleet, store=None, backends=given)
         result = ladder.run(step, ex.input, policy=single_rung_policy(self.policy, rung.name))
         attempt = result.attempts[0]
-        valid = bool(attempt.verdict is not None and attempt.verdict.ok)
-        value = attempt.verdict.value if valid else None
+        verdict = attempt.verdict
+        valid = bool(verdict is not None and verdict.ok)
+        value = verdict.value if verdict is not None and valid else None
         return _outcome(attempt, isinstance(result, Resolved), self._score(ex, step, value, valid), reused=False)
 
     def rejudge(self, rung: Rung, ex: _Example) -> Outcome | None:
@@ -223,8 +224,9 @@ class Evaluator:
                 attempt.verdict = step.contract.validate(attempt.text, step.with_system(ex.input))
         reason = judge(attempt, single_rung_policy(self.policy, rung.name))
         attempt.escalation_reason = reason
-        valid = bool(attempt.verdict is not None and attempt.verdict.ok)
-        value = attempt.verdict.value if valid else None
+        verdict = attempt.verdict
+        valid = bool(verdict is not None and verdict.ok)
+        value = verdict.value if verdict is not None and valid else None
         return _outcome(attempt, reason is None, self._score(ex, step, value, valid), reused=True)
 
 

@@ -275,7 +275,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     if device == "cpu":
         torch.set_num_threads(_threads(cfg.threads))
     base = load_base(Path(cfg.base_gguf))
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+    # peft annotates lora_alpha as int but only ever divides by it: a fractional alpha works
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
                       target_modules=list(cfg.targets), bias="none", task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # transformers' own deprecation notice about peft internals
         warnings.simplefilter("ignore", FutureWarning)

@@ -18,6 +18,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelladder.fleet import Rung
 
@@ -112,7 +113,7 @@ class Queues:
 
 
 async def acquire(
-    queue: RungQueue, timeout_s: float | None, disconnected: asyncio.Future[object] | None
+    queue: RungQueue, timeout_s: float | None, disconnected: asyncio.Future[Any] | None
 ) -> bool:
     """Wait for a slot. ``False``: the client went away first (nothing was started).
     Raises :class:`QueueFull` or :class:`QueueTimeout`."""

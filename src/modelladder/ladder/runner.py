@@ -115,7 +115,7 @@ class Ladder:
         contract = {"kind": step.contract.kind, "spec": step.contract.spec()} if step.contract is not None else None
         # The trace keeps the messages as the model got them (with the step's system text)
         # and the contract itself: together they are a complete training example.
-        common = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
+        common: dict[str, Any] = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
                       tags=dict(tags or {}), contract=contract)
 
         while True:

@@ -9,7 +9,7 @@ version is the installed distribution's, read from its metadata, so it is writte
 ``pyproject.toml``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from modelladder.backends import Backend, BackendError, Generation, GenerationParams, ScriptedBackend
 from modelladder.contracts import (
@@ -40,8 +40,8 @@ from modelladder.ladder import (
 )
 
 try:
-    __version__ = version("modelladder")
-except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = _metadata.version("modelladder")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
     from modelladder.fleet_types import Rung
 
+__all__ = ["OpenAIBackend"]
+
 
 class OpenAIBackend:
     def __init__(

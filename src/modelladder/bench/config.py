@@ -20,6 +20,11 @@ from modelladder.bench.sweep import ladder_rungs
 from modelladder.fleet import Fleet, FleetError, Rung, load_fleet, parse_fleet
 from modelladder.ladder import Policy
 
+__all__ = [
+    "BENCH_FLEET", "BenchConfig", "BenchInputError", "PreparedFleet", "check_out_dir", "fleet_digest",
+    "load_bench_fleet", "parse_categories", "parse_mode", "prepare_fleet", "rung_problem",
+]  # fmt: skip
+
 BENCH_FLEET = "fleet.toml"  # in modelladder.bench.bfcl
 
 

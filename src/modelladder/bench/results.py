@@ -20,6 +20,11 @@ from modelladder.bench.config import BenchInputError
 from modelladder.fleet import Rung
 from modelladder.ladder import Attempt, Resolved, Unresolved
 
+__all__ = [
+    "RESULTS", "RUN_FILE", "ResultsWriter", "TEXT_CAP", "attempt_record", "base_record", "error_record",
+    "load_reusable", "read_results", "result_record", "score_result",
+]  # fmt: skip
+
 RESULTS = "results.jsonl"
 RUN_FILE = "run.json"
 TEXT_CAP = 4000  # characters of model output kept per attempt in results.jsonl

@@ -34,6 +34,8 @@ from typing import Any
 
 from modelladder.stats import percentile
 
+__all__ = ["Record", "summarize", "summarize_by_category"]
+
 Record = Mapping[str, Any]
 
 

@@ -32,6 +32,12 @@ from modelladder.ladder.outcome import Attempt, Confidence
 from modelladder.ladder.policy import Policy, Stop, eligible_rungs, judge, next_action
 from modelladder.stats import aiq, auc, nondecreasing_hull
 
+__all__ = [
+    "GOAL_ACCEPTED_WRONG", "GOAL_EDGE_SHARE", "GridPoint", "MEAN_GRID", "MIN_GRID", "aiq_summary",
+    "attempt_from_stored", "ladder_rungs", "no_gate", "replay", "replay_item", "signal_auc",
+    "single_rung_policy", "sweep",
+]  # fmt: skip
+
 # Threshold grids (log-probabilities; None = that half of the gate off). Dense near 0, where
 # a small model's confident answers sit (SmolLM2-135M: mean value-token logprob -0.01..-0.6).
 MEAN_GRID: tuple[float | None, ...] = (

@@ -10,6 +10,8 @@ import click
 from modelladder.cli import main
 from modelladder.cli._common import fail
 
+__all__ = ["bench", "bfcl"]
+
 
 @main.group("bench")
 def bench() -> None:

@@ -17,6 +17,8 @@ from modelladder.cli._common import fail
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.ladder import Ladder, Resolved, Unresolved
 
+__all__ = ["demo"]
+
 
 def _short(reason: str) -> str:
     """``contract:check_failed:grounded`` -> ``grounded``: the last part says enough in a table."""

@@ -21,6 +21,8 @@ from modelladder.cli._common import fail
 from modelladder.traces import RunRecord, TraceStore, TraceStoreError, UnknownRunError
 from modelladder.traces.paths import default_traces_path
 
+__all__ = ["EXPORT_FORMATS", "F", "SHORT_ID", "export_cmd", "list_cmd", "show_cmd", "traces"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXPORT_FORMATS = ("jsonl",)

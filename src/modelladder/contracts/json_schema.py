@@ -29,6 +29,8 @@ from modelladder.contracts._common import (
 )
 from modelladder.contracts.base import Contract, ContractError, Verdict
 
+__all__ = ["JsonSchema", "strict_compatible"]
+
 
 def _is_model_class(obj: Any) -> TypeGuard[type[pydantic.BaseModel]]:
     return isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)

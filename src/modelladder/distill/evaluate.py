@@ -49,6 +49,12 @@ from modelladder.distill.steps import StepSource, make_source
 from modelladder.fleet import Fleet, Rung
 from modelladder.ladder import Attempt, Confidence, Ladder, Policy, Resolved, Step, eligible_rungs, judge
 
+__all__ = [
+    "CANDIDATE", "EvalConfig", "Evaluator", "Outcome", "TEXT_CAP", "base_rung_for", "candidate_rung",
+    "champion_rung", "escalation_profile", "evaluate", "load_eval", "metrics", "report_digest",
+    "single_rung_policy",
+]  # fmt: skip
+
 CANDIDATE = "candidate"
 TEXT_CAP = 2000
 

@@ -32,6 +32,11 @@ import numpy as np
 
 from modelladder.distill.errors import DistillError
 
+__all__ = [
+    "BaseInfo", "SUPPORTED_ARCHS", "export_adapter", "llama_permute", "lora_pairs", "validate_adapter",
+    "write_lora_gguf",
+]  # fmt: skip
+
 SUPPORTED_ARCHS = ("llama",)
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from modelladder.distill.errors import DistillError
 
+__all__ = ["cache_root", "file_sha256", "load_base", "require_training_deps"]
+
 
 def require_training_deps() -> None:
     """One clear message when the optional ``distill`` extra is missing."""

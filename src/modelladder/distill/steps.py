@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from modelladder.distill.errors import DistillError
 from modelladder.ladder import Step
 
+__all__ = ["BFCL", "BfclSource", "ImportedSource", "StepSource", "canonical", "make_source"]
+
 BFCL = "bfcl"
 
 

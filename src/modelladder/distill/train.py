@@ -38,6 +38,11 @@ from modelladder.distill.dataset import TRAIN, load_manifest, read_jsonl
 from modelladder.distill.errors import DistillError
 from modelladder.distill.hf_base import file_sha256, load_base, require_training_deps
 
+__all__ = [
+    "ADAPTER_DIR", "ADAPTER_GGUF", "CKPT_DIR", "LORA_TARGETS", "REPORT", "TrainConfig", "TrainResult",
+    "example_at", "load_checkpoint", "order_for_epoch", "save_checkpoint", "tokenize_examples", "train",
+]  # fmt: skip
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CKPT_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"

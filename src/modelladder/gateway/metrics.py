@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 
 from modelladder.ladder.outcome import Attempt
 
+__all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics"]
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from modelladder.fleet import Rung
 
+__all__ = ["QueueFull", "QueueTimeout", "Queues", "RungQueue", "acquire"]
+
 
 class QueueFull(Exception):
     """The queue holds ``max_waiting`` requests already."""

@@ -5,3 +5,5 @@ the step an item runs as (:mod:`.step`) and the ``reference`` oracle rung (:mod:
 Nothing is imported here: :mod:`.score` needs the ``bench`` extra (``bfcl-eval``), and
 importing the package must not require it.
 """
+
+__all__: list[str] = []

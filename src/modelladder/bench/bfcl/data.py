@@ -17,6 +17,11 @@ from typing import Any, Literal
 
 from modelladder.bench.bfcl.schema import to_openai_tool
 
+__all__ = [
+    "AST_CATEGORIES", "BfclItem", "CATEGORIES", "CATEGORY_COUNTS", "IRRELEVANCE_CATEGORIES",
+    "load_items", "split_half",
+]  # fmt: skip
+
 AST_CATEGORIES: tuple[str, ...] = (
     "simple_python",
     "multiple",

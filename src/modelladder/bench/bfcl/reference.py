@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
     from modelladder.fleet_types import Rung
 
+__all__ = [
+    "CHARS_PER_TOKEN", "DECLINE_TEXT", "ReferenceBackend", "answer_text", "estimate_tokens",
+    "lookup_key", "open_reference_rung",
+]  # fmt: skip
+
 CHARS_PER_TOKEN = 4.0
 DECLINE_TEXT = "<tool_call>[]</tool_call>"
 

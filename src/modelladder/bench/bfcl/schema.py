@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+__all__ = ["TYPE_MAP", "bfcl_name", "to_json_schema", "to_openai_tool", "tool_name"]
+
 # BFCL / Gorilla type name -> JSON Schema type. ``None`` means "no type constraint".
 # The first eight are the ones the BFCL v4 Python categories use; the rest are the aliases
 # BFCL's own ``GORILLA_TO_OPENAPI`` table knows (Java / JavaScript spellings), accepted so the

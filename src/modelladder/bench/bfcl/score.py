@@ -22,6 +22,8 @@ from typing import Any
 from modelladder.bench.bfcl.data import BfclItem
 from modelladder.bench.bfcl.schema import bfcl_name, to_json_schema, tool_name
 
+__all__ = ["MODEL_NAME", "ScoreResult", "reference_answer", "reference_pass_rates", "score"]
+
 _MODEL_CONFIG = "bfcl_eval.constants.model_config"
 MODEL_NAME = "modelladder"
 

@@ -26,9 +26,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "tiny": Scripted("tiny"),
         "small": Scripted("small"),
     }  # "dead" is a real, unreachable endpoint
-    with gateway(fleet, store, backends) as srv:
-        client = OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0)
-        yield {"srv": srv, "store": store, "client": client, "http": httpx.Client(base_url=srv.base_url)}
+    with (
+        gateway(fleet, store, backends) as srv,
+        OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0) as client,
+        httpx.Client(base_url=srv.base_url) as http,
+    ):
+        yield {"srv": srv, "store": store, "client": client, "http": http}
     store.close()
 
 

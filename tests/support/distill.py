@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelladder.backends.base import BackendError, Generation, GenerationParams
+from modelladder import ScriptedBackend
+from modelladder.backends import BackendError, Call, Generation
 from modelladder.contracts import ToolCalls
 from modelladder.contracts.tools import render_calls
 from modelladder.fleet import parse_fleet
@@ -89,30 +90,26 @@ def small_fails(question: str) -> bool:
     return hashlib.sha256(question.encode()).digest()[0] % 2 == 0
 
 
-class Scripted:
-    """A backend answering from a function of the last user message."""
+def scripted(name: str, answer: Callable[[str], str | None], mean_logprob: float = -0.1,
+             latency_s: float = 0.05) -> ScriptedBackend:
+    """A rung answering from a function of the last user message (``None``: a timeout)."""
 
-    def __init__(self, name: str, answer: Callable[[str], str | None], mean_logprob: float = -0.1,
-                 latency_s: float = 0.05):
-        self.name, self.answer, self.mean, self.latency_s = name, answer, mean_logprob, latency_s
-        self.calls = 0
-
-    def generate(self, messages: list[dict[str, Any]], contract: Any, params: GenerationParams) -> Generation:
-        self.calls += 1
-        question = str(messages[-1]["content"])
-        text = self.answer(question)
+    def handler(call: Call) -> Generation:
+        text = answer(call.last_content)
         if text is None:
-            raise BackendError("timeout", f"{self.name}: scripted timeout")
-        return Generation(text=text, prompt_tokens=60, completion_tokens=12, latency_s=self.latency_s,
-                          token_logprobs=[self.mean, self.mean], free=[True, True])
+            raise BackendError("timeout", f"{name}: scripted timeout")
+        return Generation(text=text, prompt_tokens=60, completion_tokens=12, latency_s=latency_s,
+                          token_logprobs=[mean_logprob, mean_logprob], free=[True, True])
+
+    return ScriptedBackend(name, handler)
 
 
-def small_backend() -> Scripted:
-    return Scripted("small", lambda q: "not a tool call" if small_fails(q) else right_answer(q))
+def small_backend() -> ScriptedBackend:
+    return scripted("small", lambda q: "not a tool call" if small_fails(q) else right_answer(q))
 
 
-def big_backend() -> Scripted:
-    return Scripted("big", right_answer, latency_s=1.0)
+def big_backend() -> ScriptedBackend:
+    return scripted("big", right_answer, latency_s=1.0)
 
 
 def record(store: TraceStore, qs: Iterable[str], step: Step = STEP, tags: Mapping[str, str] | None = None,
@@ -129,7 +126,7 @@ def teacher_ids(results: list[Any]) -> set[str]:
 class FixedSource:
     """A step source for tests: one step; correctness is agreement with the teacher (or a checker)."""
 
-    spec = "tests.test_distill_helpers:STEP"
+    spec = "tests.support.distill:STEP"
     reference_name = "test"
 
     def __init__(self, step: Step = STEP, checker: bool = False):
@@ -154,11 +151,3 @@ def write_fleet(tmp: Path, text: str = FLEET_TOML) -> Path:
     p = tmp / "fleet.toml"
     p.write_text(text)
     return p
-
-
-def test_scripted_world_escalates_about_half() -> None:
-    store = TraceStore(":memory:")
-    results = record(store, questions(40))
-    n = len(teacher_ids(results))
-    assert 10 <= n <= 30
-    assert all(r.outcome == "resolved" for r in results)

@@ -13,8 +13,10 @@ pytest.importorskip("bfcl_eval")
 from modelladder.bench.bfcl.data import load_items  # noqa: E402
 from modelladder.bench.report import nice_ticks, render_report  # noqa: E402
 from modelladder.bench.runner import BenchConfig, run_bench  # noqa: E402
-from tests.bench_fakes import ScriptedBackend  # noqa: E402
-from tests.test_bench_runner import FLEET_TOML  # noqa: E402
+from tests.support.bench import (
+    FLEET_TOML,  # noqa: E402
+    bfcl_backend,  # noqa: E402
+)
 
 PLOTS = ("cost-quality", "latency", "escalations")
 
@@ -34,7 +36,7 @@ def sweep_run(tmp_path_factory):
     fleet.write_text(FLEET_TOML)
     cats = ["simple_python", "multiple", "irrelevance"]
     items = [it for c in cats for it in load_items(c, 10)]
-    backends = {"tiny": ScriptedBackend("tiny", items, 0.3), "small": ScriptedBackend("small", items, 1.7)}
+    backends = {"tiny": bfcl_backend("tiny", items, 0.3), "small": bfcl_backend("small", items, 1.7)}
     cfg = BenchConfig(
         categories=cats, out_dir=tmp / "out", mode="ladder", limit=10, fleet_path=fleet,
         sweep_gate=True, record_traces=False, progress=False,

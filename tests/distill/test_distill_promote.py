@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import modelladder.cli.distill_cmd  # noqa: F401  (registers `distill`)
+from modelladder import ScriptedBackend
 from modelladder.cli import main
 from modelladder.distill.dataset import HOLDOUT_INPUTS, DatasetConfig, build_dataset
 from modelladder.distill.errors import DistillError, FleetChangedError
@@ -23,14 +24,14 @@ from modelladder.distill.refine import RefineConfig, refine
 from modelladder.fleet import load_fleet
 from modelladder.ladder import eligible_rungs
 from modelladder.traces import TraceStore
-from tests.test_distill_helpers import (
+from tests.support.distill import (
     CITIES,
     FLEET_TOML,
     FixedSource,
-    Scripted,
     questions,
     record,
     right_answer,
+    scripted,
 )
 
 
@@ -58,14 +59,14 @@ def world(tmp_path: Path) -> dict[str, Any]:
     return {"tmp": tmp_path, "fleet": fleet, "db": db, "ds": tmp_path / "ds", "adapter": adapter, "store": store}
 
 
-def run_eval(w: dict[str, Any], candidate: Scripted, name: str = "eval.json") -> dict[str, Any]:
+def run_eval(w: dict[str, Any], candidate: ScriptedBackend, name: str = "eval.json") -> dict[str, Any]:
     cfg = EvalConfig(data_dir=w["ds"], fleet_path=w["fleet"], adapter=w["adapter"], out=w["tmp"] / name,
                      progress=False)
     return evaluate(cfg, backends={"candidate": candidate}, source=FixedSource(checker=True))
 
 
 def test_eval_figures(world: dict[str, Any]) -> None:
-    report = run_eval(world, Scripted("candidate", right_answer))
+    report = run_eval(world, scripted("candidate", right_answer))
     assert report["primary_view"] == "inputs" and set(report["views"]) == {"inputs", "teacher"}
     teacher = report["views"]["teacher"]
     assert teacher["champion"]["accuracy"] == 0.0  # the small rung failed every escalated step
@@ -86,7 +87,7 @@ def test_eval_figures(world: dict[str, Any]) -> None:
 
 def test_promote_then_rollback(world: dict[str, Any]) -> None:
     original = world["fleet"].read_bytes()
-    run_eval(world, Scripted("candidate", right_answer))
+    run_eval(world, scripted("candidate", right_answer))
     rec = promote(PromoteConfig(eval_path=world["tmp"] / "eval.json", margin=0.05))
     assert rec["action"] == "promote" and rec["rung"] == "small+route-v1"
     text = world["fleet"].read_text()
@@ -112,17 +113,17 @@ def test_promote_then_rollback(world: dict[str, Any]) -> None:
 
 def test_second_promotion_replaces_the_first_and_rolls_back_in_order(world: dict[str, Any]) -> None:
     original = world["fleet"].read_bytes()
-    run_eval(world, Scripted("candidate", right_answer))
+    run_eval(world, scripted("candidate", right_answer))
     promote(PromoteConfig(eval_path=world["tmp"] / "eval.json"))
     after_first = world["fleet"].read_bytes()
     world["adapter"].write_bytes(b"a better adapter")
     # the champion is now v1; its recorded attempts are not v1's, so it runs live
-    report = run_eval(world, Scripted("candidate", right_answer), "eval2.json")
+    report = run_eval(world, scripted("candidate", right_answer), "eval2.json")
     assert report["champion"]["rung"] == "small+route-v1"
-    world_v1 = {"small+route-v1": Scripted("v1", lambda q: wrong_answer(q))}
+    world_v1 = {"small+route-v1": scripted("v1", lambda q: wrong_answer(q))}
     cfg = EvalConfig(data_dir=world["ds"], fleet_path=world["fleet"], adapter=world["adapter"],
                      out=world["tmp"] / "eval2.json", progress=False)
-    evaluate(cfg, backends={"candidate": Scripted("candidate", right_answer), **world_v1},
+    evaluate(cfg, backends={"candidate": scripted("candidate", right_answer), **world_v1},
              source=FixedSource(checker=True))
     rec = promote(PromoteConfig(eval_path=world["tmp"] / "eval2.json"))
     assert rec["action"] == "promote" and rec["rung"] == "small+route-v2" and rec["superseded"] == ["small+route-v1"]
@@ -136,7 +137,7 @@ def test_second_promotion_replaces_the_first_and_rolls_back_in_order(world: dict
 
 def test_refuses_without_the_margin(world: dict[str, Any]) -> None:
     before = world["fleet"].read_bytes()
-    run_eval(world, Scripted("candidate", lambda q: "nope" if hash(q) % 3 else right_answer(q)))
+    run_eval(world, scripted("candidate", lambda q: "nope" if hash(q) % 3 else right_answer(q)))
     res = CliRunner().invoke(main, ["distill", "promote", "--eval", str(world["tmp"] / "eval.json"), "--margin", "60"])
     assert res.exit_code == 1, res.output
     assert "refused" in res.output and "margin" in res.output
@@ -149,7 +150,7 @@ def test_refuses_when_accepted_wrong_rate_rises(world: dict[str, Any]) -> None:
         return wrong_answer(q) if "Lima" in q or "Oslo" in q or "Quito" in q else right_answer(q)
 
     before = world["fleet"].read_bytes()
-    report = run_eval(world, Scripted("candidate", mostly_right))
+    report = run_eval(world, scripted("candidate", mostly_right))
     v = report["views"]["inputs"]
     assert v["candidate"]["accuracy"] > v["champion"]["accuracy"]
     assert v["candidate"]["accepted_wrong_rate"] > v["champion"]["accepted_wrong_rate"]
@@ -174,15 +175,15 @@ def test_refuses_more_wrong_answers_in_all_even_at_a_lower_rate() -> None:
 
 
 def test_stale_evaluations_and_changed_fleets_are_errors(world: dict[str, Any]) -> None:
-    run_eval(world, Scripted("candidate", right_answer))
+    run_eval(world, scripted("candidate", right_answer))
     world["fleet"].write_text(world["fleet"].read_text() + "\n# edited by hand\n")
     res = CliRunner().invoke(main, ["distill", "promote", "--eval", str(world["tmp"] / "eval.json")])
     assert res.exit_code == 2 and "changed since the evaluation" in res.output
-    run_eval(world, Scripted("candidate", right_answer))
+    run_eval(world, scripted("candidate", right_answer))
     world["adapter"].write_bytes(b"retrained in the meantime")
     with pytest.raises(DistillError, match="not the one that was evaluated"):
         promote(PromoteConfig(eval_path=world["tmp"] / "eval.json"))
-    run_eval(world, Scripted("candidate", right_answer))
+    run_eval(world, scripted("candidate", right_answer))
     promote(PromoteConfig(eval_path=world["tmp"] / "eval.json"))
     world["fleet"].write_text(world["fleet"].read_text().replace("min_mean_logprob = -0.6", "min_mean_logprob = -0.5"))
     res = CliRunner().invoke(main, ["distill", "rollback", "--step", "route", "--fleet", str(world["fleet"])])
@@ -233,13 +234,13 @@ def test_refine_noop_then_promote_then_noop(world: dict[str, Any], monkeypatch: 
         return train_mod.TrainResult(out, out / "adapter", out / "adapter.gguf", {"train_seconds": 0.1})
 
     def fake_eval(cfg: Any) -> Any:
-        return evaluate(cfg, backends={"candidate": Scripted("candidate", right_answer)},
+        return evaluate(cfg, backends={"candidate": scripted("candidate", right_answer)},
                         source=FixedSource(checker=True))
 
     monkeypatch.setattr(train_mod, "train", fake_train)
     monkeypatch.setattr(refine_mod, "evaluate", fake_eval)
     cfg = RefineConfig(step="route", fleet_path=world["fleet"], db=world["db"], min_new_traces=1000, holdout=0.5,
-                       min_train=2, step_def="tests.test_distill_helpers:STEP", progress=False)
+                       min_train=2, step_def="tests.support.distill:STEP", progress=False)
     assert refine(cfg)["action"] == "noop"
     cfg.min_new_traces = 10
     res = refine(cfg)
@@ -264,9 +265,9 @@ def test_refine_never_writes_a_fleet_that_changed_meanwhile(world: dict[str, Any
 
     monkeypatch.setattr(train_mod, "train", train_while_someone_edits)
     monkeypatch.setattr(refine_mod, "evaluate", lambda cfg: evaluate(
-        cfg, backends={"candidate": Scripted("candidate", right_answer)}, source=FixedSource(checker=True)))
+        cfg, backends={"candidate": scripted("candidate", right_answer)}, source=FixedSource(checker=True)))
     cfg = RefineConfig(step="route", fleet_path=world["fleet"], db=world["db"], min_new_traces=1, holdout=0.5,
-                       min_train=2, step_def="tests.test_distill_helpers:STEP", progress=False)
+                       min_train=2, step_def="tests.support.distill:STEP", progress=False)
     edited = None
     with pytest.raises(FleetChangedError):
         refine(cfg)

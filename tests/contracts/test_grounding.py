@@ -13,8 +13,8 @@ from modelladder import Choice, GenerationParams, JsonSchema, ToolCalls
 from modelladder.backends import open_backend
 from modelladder.contracts.grounding import ground_schema, span_pattern
 from modelladder.fleet import FleetError, parse_fleet
-from tests.conftest import SMOL
-from tests.test_contracts import TOK, WEATHER
+from tests.support.contracts import TOK, WEATHER
+from tests.support.models import SMOL
 
 QUESTION = "What's the weather in Seattle, WA next Friday? Answer in Celsius."
 

@@ -34,42 +34,10 @@ from modelladder.bench.sweep import (  # noqa: E402
 from modelladder.contracts import ToolCalls  # noqa: E402
 from modelladder.fleet import parse_fleet  # noqa: E402
 from modelladder.ladder import Ladder, Policy  # noqa: E402
-from tests.bench_fakes import ExplodingBackend, ScriptedBackend  # noqa: E402
+from tests.support.bench import FLEET_TOML, bfcl_backend, exploding_backend, seen  # noqa: E402
 
 # A fleet whose edge rungs are OpenAI-compatible servers at the edge (usable without any
 # model file); the tests plug scripted backends in by name.
-FLEET_TOML = """
-[policy]
-min_mean_logprob = -0.6
-min_token_logprob = -5.0
-
-[[rung]]
-name = "tiny"
-backend = "openai"
-url = "http://127.0.0.1:9/v1"
-params = 100_000_000
-placement = "edge"
-price_per_second = 2.85e-5
-
-[[rung]]
-name = "small"
-backend = "openai"
-url = "http://127.0.0.1:9/v1"
-params = 300_000_000
-placement = "edge"
-price_per_second = 2.85e-5
-
-[[rung]]
-name = "reference"
-backend = "reference"
-params = 1_000_000_000_000
-placement = "cloud"
-price_in_per_m = 2.0
-price_out_per_m = 8.0
-latency_s = 1.0
-source = "test"
-"""
-
 CATS = ["simple_python", "multiple", "parallel", "live_simple", "irrelevance"]
 
 
@@ -89,7 +57,7 @@ def fleet_file(tmp_path):
 
 
 def fakes(items):
-    return {"tiny": ScriptedBackend("tiny", items, 0.3), "small": ScriptedBackend("small", items, 0.9)}
+    return {"tiny": bfcl_backend("tiny", items, 0.3), "small": bfcl_backend("small", items, 0.9)}
 
 
 # ----------------------------------------------------------------------------- reference
@@ -178,7 +146,7 @@ def test_ladder_with_reference_on_top(items):
     )  # fmt: skip
     ref = ReferenceBackend.from_rung(fleet.rung("reference"))
     ref.register(items)
-    ladder = Ladder(fleet, backends={"tiny": ExplodingBackend(), "reference": ref})
+    ladder = Ladder(fleet, backends={"tiny": exploding_backend(), "reference": ref})
     it = items[0]
     res = ladder.run(make_step(it), it.messages)
     assert res.outcome == "resolved" and res.rung == "reference"
@@ -279,7 +247,7 @@ def test_resume_after_interrupt(tmp_path, fleet_file, items):
     assert first.ran == 4 and first.summary["complete"] is False
     lines = (cfg.out_dir / "results.jsonl").read_text().splitlines()
     assert len(lines) == 4
-    seen_before = list(backends["tiny"].seen)
+    seen_before = list(seen(backends["tiny"], items))
 
     # a torn line from a kill in the middle of a write is dropped, not fatal
     with (cfg.out_dir / "results.jsonl").open("a") as fh:
@@ -287,7 +255,7 @@ def test_resume_after_interrupt(tmp_path, fleet_file, items):
     backends2 = fakes(items)
     second = run_bench(cfg_for(tmp_path, fleet_file), backends=backends2)
     assert second.skipped == 4 and second.ran == 8
-    assert not set(backends2["tiny"].seen) & set(seen_before)  # nothing redone
+    assert not set(seen(backends2["tiny"], items)) & set(seen_before)  # nothing redone
     ids = [json.loads(line)["id"] for line in (cfg.out_dir / "results.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 12
     assert second.summary["complete"] is True and second.summary["overall"]["n"] == 12
@@ -314,8 +282,8 @@ def test_read_results_tolerates_garbage_tail(tmp_path):
 def test_unparseable_output_is_a_failed_item(tmp_path, fleet_file, items):
     it = load_items("simple_python", 1)[0]
     backends = {
-        "tiny": ScriptedBackend("tiny", items, behaviours={it.id: "garbage"}),
-        "small": ExplodingBackend(),
+        "tiny": bfcl_backend("tiny", items, behaviours={it.id: "garbage"}),
+        "small": exploding_backend(),
     }
     out = run_bench(
         cfg_for(tmp_path, fleet_file, categories=["simple_python"], limit=1, mode="rung:tiny"),
@@ -436,7 +404,7 @@ def test_sweep_reuses_earlier_generations(tmp_path, fleet_file, items):
     """A rung:<name> pass feeds a later sweep: same answers, no second generation."""
     first = fakes(items)
     run_bench(cfg_for(tmp_path / "a", fleet_file, mode="rung:tiny"), backends=first)
-    assert first["tiny"].calls == 12
+    assert len(first["tiny"].calls) == 12
 
     fresh = fakes(items)
     baseline = run_bench(cfg_for(tmp_path / "b", fleet_file, sweep_gate=True), backends=fresh)
@@ -444,7 +412,7 @@ def test_sweep_reuses_earlier_generations(tmp_path, fleet_file, items):
     reused = run_bench(
         cfg_for(tmp_path / "c", fleet_file, sweep_gate=True, reuse=[tmp_path / "a" / "out"]), backends=again
     )
-    assert again["tiny"].calls == 0 and again["small"].calls == 12 and reused.reused == 12
+    assert len(again["tiny"].calls) == 0 and len(again["small"].calls) == 12 and reused.reused == 12
     for x, y in zip(baseline.records, reused.records, strict=True):
         assert (x["rung"], x["escalations"], x["ast_valid"]) == (y["rung"], y["escalations"], y["ast_valid"])
         assert y["rungs"]["tiny"]["reused"] is True
@@ -460,7 +428,7 @@ def test_sweep_reuses_earlier_generations(tmp_path, fleet_file, items):
         cfg_for(tmp_path / "d", other, sweep_gate=True, limit=1, reuse=[tmp_path / "a" / "out"]),
         backends=again,
     )
-    assert again["tiny"].calls == 2
+    assert len(again["tiny"].calls) == 2
 
 
 def test_reuse_needs_sweep_and_a_run_dir(tmp_path, fleet_file, items):

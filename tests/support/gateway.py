@@ -1,4 +1,4 @@
-"""Shared helpers for the gateway tests (no tests here): a scripted backend that answers
+"""Shared helpers for the gateway tests: a scripted backend that answers
 instantly and predictably, the fleet it serves, and a gateway running on a real socket.
 
 Why scripted rungs: the API's shapes, errors, queueing and auth do not depend on what a
@@ -10,13 +10,13 @@ test_gateway_escalation.py.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from modelladder.backends.base import BackendError, Generation, GenerationParams
+from modelladder import ScriptedBackend
+from modelladder.backends import BackendError, Call, Generation
 from modelladder.contracts import JsonSchema, ToolCalls
 from modelladder.contracts.tools import render_calls
 from modelladder.fleet import Fleet, parse_fleet
@@ -54,53 +54,46 @@ def directive(**per_rung: Any) -> str:
     return "!" + json.dumps(per_rung)
 
 
-class Scripted:
-    """A backend that answers at once. Without a directive it gives a valid answer for the
-    contract (echo for free text, a call to the first allowed tool, the PERSON object)."""
+def scripted(name: str, delay_s: float = 0.0) -> ScriptedBackend:
+    """A rung that answers at once (after ``delay_s``). Without a :func:`directive` it gives a
+    valid answer for the contract (echo for free text, a call to the first allowed tool, the
+    PERSON object)."""
 
-    def __init__(self, name: str, delay_s: float = 0.0):
-        self.name = name
-        self.delay_s = delay_s
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def _default(self, messages: list[dict[str, Any]], contract: Any, params: GenerationParams) -> str:
+    def default(call: Call) -> str:
+        contract = call.contract
         if isinstance(contract, ToolCalls):
             tool = next(t for t in contract.tools if t["name"] in contract._allowed)
             arg = next(iter(tool["parameters"].get("properties", {})), None)
             return render_calls([{"name": tool["name"], "arguments": {arg: "Paris"} if arg else {}}])
         if isinstance(contract, JsonSchema):
             return json.dumps({"name": "Bob", "age": 30})
-        last = str(messages[-1].get("content") or "")
-        return f"echo {last}"
+        return f"echo {call.last_content}"
 
-    def generate(self, messages: list[dict[str, Any]], contract: Any, params: GenerationParams) -> Generation:
-        with self._lock:
-            self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        last = str(messages[-1].get("content") or "")
+    def handler(call: Call) -> Generation:
+        last = call.last_content
         plan: Any = None
         if last.startswith("!"):
             script, _ = json.JSONDecoder().raw_decode(last[1:])  # text may follow the directive
-            plan = script.get(self.name, script.get("default"))
+            plan = script.get(name, script.get("default"))
         if isinstance(plan, dict):
             if "sleep" in plan:
                 time.sleep(plan["sleep"])
             if "error" in plan:
-                raise BackendError(plan["error"], f"{self.name}: scripted {plan['error']}")
+                raise BackendError(plan["error"], f"{name}: scripted {plan['error']}")
             plan = plan.get("reply")
-        text = plan if isinstance(plan, str) else self._default(messages, contract, params)
+        text = plan if isinstance(plan, str) else default(call)
         words = text.split()
-        finish = "length" if contract is None and len(words) > params.max_tokens else "stop"
+        finish = "length" if call.contract is None and len(words) > call.params.max_tokens else "stop"
         if finish == "length":
-            text = " ".join(words[: params.max_tokens])
+            text = " ".join(words[: call.params.max_tokens])
         return Generation(text=text, prompt_tokens=10, completion_tokens=len(words), latency_s=0.001,
                           finish_reason=finish)  # fmt: skip
 
+    return ScriptedBackend(name, handler, delay_s=delay_s)
+
 
 def scripted_fleet(*names: str, steps: dict[str, dict[str, Any]] | None = None) -> Fleet:
-    """Rungs of increasing size (edge placement); their backends are always :class:`Scripted`."""
+    """Rungs of increasing size (edge placement); their backends are always :func:`scripted`."""
     rungs = [
         {"name": n, "backend": "openai", "url": "http://127.0.0.1:9/v1", "params": i + 1}
         for i, n in enumerate(names or ("tiny", "small"))

@@ -11,7 +11,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper
+from llguidance import LLMatcher
 from pydantic import BaseModel, Field
 
 from modelladder.contracts import (
@@ -28,23 +28,11 @@ from modelladder.contracts import (
     grounded_arguments,
 )
 from modelladder.contracts.tools import render_tools
+from tests.support.contracts import TOK, WEATHER
 
 # ---------------------------------------------------------------- byte-level decoding
 
 
-class _ByteVocab:
-    """The minimal tokenizer llguidance needs: token i is byte i, token 256 is EOS."""
-
-    eos_token_id = 256
-    bos_token_id = None
-    tokens = [bytes([i]) for i in range(256)] + [b"<|eos|>"]
-    special_token_ids = [256]
-
-    def __call__(self, s: str | bytes) -> list[int]:
-        return list(s.encode() if isinstance(s, str) else s)
-
-
-TOK = LLTokenizer(TokenizerWrapper(_ByteVocab()))
 
 
 def decodes(contract: Contract, text: str) -> bool:
@@ -71,21 +59,6 @@ def grammar_ok(contract: Contract) -> None:
 
 # ---------------------------------------------------------------- fixtures
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string"},
-                "days": {"type": "integer", "minimum": 1, "maximum": 7},
-            },
-            "required": ["city"],
-        },
-    },
-}
 TIME = {
     "name": "get_time",
     "description": "Local time.",

@@ -14,7 +14,7 @@ import pytest
 from modelladder.gateway import GatewayConfig, create_app
 from modelladder.gateway.queueing import QueueFull, QueueTimeout, RungQueue, acquire
 from modelladder.traces import TraceStore
-from tests.test_gateway_support import Scripted, gateway, scripted_fleet
+from tests.support.gateway import gateway, scripted, scripted_fleet
 
 pytestmark = pytest.mark.server
 
@@ -23,7 +23,7 @@ BODY = {"model": "ladder", "messages": [{"role": "user", "content": "hi"}]}
 
 def test_full_queue_answers_429_with_retry_after(tmp_path: Any) -> None:
     store = TraceStore(tmp_path / "t.sqlite")
-    slow = Scripted("tiny", delay_s=0.4)
+    slow = scripted("tiny", delay_s=0.4)
     with gateway(scripted_fleet("tiny"), store, {"tiny": slow}, max_waiting=1, remote_concurrency=1) as srv:
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             resps = list(pool.map(lambda _: httpx.post(srv.base_url + "/v1/chat/completions", json=BODY, timeout=30),
@@ -37,7 +37,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Any) -> None:
                     r.json()["error"]["code"] == "queue_full"
                     and r.json()["error"]["type"] == "rate_limit_error"
                 )
-        assert store.count_runs() == statuses.count(200) == slow.calls
+        assert store.count_runs() == statuses.count(200) == len(slow.calls)
         metrics = httpx.get(srv.base_url + "/metrics").text
         assert (
             f'modelladder_queue_rejections_total{{queue="tiny",reason="full"}} {statuses.count(429)}'
@@ -47,7 +47,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Any) -> None:
 
 def test_queue_wait_is_bounded(tmp_path: Any) -> None:
     store = TraceStore(tmp_path / "t.sqlite")
-    slow = {"tiny": Scripted("tiny", delay_s=1.0)}
+    slow = {"tiny": scripted("tiny", delay_s=1.0)}
     with gateway(scripted_fleet("tiny"), store, slow, remote_concurrency=1, queue_timeout_s=0.2) as srv:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             first = pool.submit(httpx.post, srv.base_url + "/v1/chat/completions", json=BODY, timeout=30)
@@ -63,7 +63,7 @@ def test_queue_wait_is_bounded(tmp_path: Any) -> None:
 def test_latency_budget_bounds_the_queue_wait(tmp_path: Any) -> None:
     store = TraceStore(tmp_path / "t.sqlite")
     fleet = scripted_fleet("tiny", steps={"quick": {"latency_budget_s": 0.2}})
-    with gateway(fleet, store, {"tiny": Scripted("tiny", delay_s=1.0)}, remote_concurrency=1) as srv:
+    with gateway(fleet, store, {"tiny": scripted("tiny", delay_s=1.0)}, remote_concurrency=1) as srv:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             first = pool.submit(httpx.post, srv.base_url + "/v1/chat/completions", json=BODY, timeout=30)
             time.sleep(0.2)
@@ -74,7 +74,7 @@ def test_latency_budget_bounds_the_queue_wait(tmp_path: Any) -> None:
 
 def test_disconnect_cancels_queued_work(tmp_path: Any) -> None:
     store = TraceStore(tmp_path / "t.sqlite")
-    slow = Scripted("tiny", delay_s=1.0)
+    slow = scripted("tiny", delay_s=1.0)
     with gateway(scripted_fleet("tiny"), store, {"tiny": slow}, remote_concurrency=1) as srv:
         url = srv.base_url + "/v1/chat/completions"
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -84,7 +84,7 @@ def test_disconnect_cancels_queued_work(tmp_path: Any) -> None:
                 httpx.post(url, json=BODY, timeout=httpx.Timeout(30, read=0.3))
             assert first.result().status_code == 200
         time.sleep(0.3)
-        assert slow.calls == 1 and store.count_runs() == 1  # the abandoned request never ran
+        assert len(slow.calls) == 1 and store.count_runs() == 1  # the abandoned request never ran
         metrics = httpx.get(srv.base_url + "/metrics").text
         assert 'modelladder_queue_cancelled_total{queue="tiny"} 1' in metrics
         assert 'modelladder_queue_depth{queue="tiny"} 0' in metrics
@@ -125,7 +125,7 @@ def test_api_keys(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     store = TraceStore(tmp_path / "t.sqlite")
     fleet = scripted_fleet("tiny")
-    with gateway(fleet, store, {"tiny": Scripted("tiny")}, api_keys=(KEY, "sk-other")) as srv:
+    with gateway(fleet, store, {"tiny": scripted("tiny")}, api_keys=(KEY, "sk-other")) as srv:
         url = srv.base_url + "/v1/chat/completions"
         missing = httpx.post(url, json=BODY)
         assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
@@ -158,7 +158,7 @@ def test_key_file_and_env(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_no_key_means_loopback_clients_only(tmp_path: Any) -> None:
     app = create_app(scripted_fleet("tiny"), TraceStore(tmp_path / "t.sqlite"), config=GatewayConfig(api_keys=()),
-                     backends={"tiny": Scripted("tiny")})  # fmt: skip
+                     backends={"tiny": scripted("tiny")})  # fmt: skip
 
     async def call(client_host: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=(client_host, 5000))
@@ -173,7 +173,7 @@ def test_no_key_means_loopback_clients_only(tmp_path: Any) -> None:
 
 def test_request_size_limit(tmp_path: Any) -> None:
     store = TraceStore(tmp_path / "t.sqlite")
-    with gateway(scripted_fleet("tiny"), store, {"tiny": Scripted("tiny")}, max_body_bytes=2048) as srv:
+    with gateway(scripted_fleet("tiny"), store, {"tiny": scripted("tiny")}, max_body_bytes=2048) as srv:
         url = srv.base_url + "/v1/chat/completions"
         big = {"model": "ladder", "messages": [{"role": "user", "content": "x" * 5000}]}
         r = httpx.post(url, json=big)

@@ -17,14 +17,14 @@ from modelladder.distill.errors import DistillError
 from modelladder.distill.redact import Redactor
 from modelladder.ladder import Step
 from modelladder.traces import TraceStore
-from tests.test_distill_helpers import (
+from tests.support.distill import (
     STEP,
     TOOLS,
     FixedSource,
-    Scripted,
     questions,
     record,
     right_answer,
+    scripted,
     teacher_ids,
 )
 
@@ -98,7 +98,7 @@ def test_rebuild_with_more_traces_never_moves_an_example(store: TraceStore, tmp_
 
 
 def test_near_duplicate_inputs_are_kept_once(store: TraceStore, tmp_path: Path) -> None:
-    always_fail = {"small": Scripted("small", lambda q: "nope"), "big": Scripted("big", right_answer)}
+    always_fail = {"small": scripted("small", lambda q: "nope"), "big": scripted("big", right_answer)}
     qs = questions(12)
     dupes = ["WHAT is the weather like in Paris right now??", "what is the weather like in paris right now",
              "What is the weather like in Paris right now? Thanks for checking, I plan a long walk by the river "
@@ -128,7 +128,7 @@ def test_redaction_of_inputs_and_answers(store: TraceStore, tmp_path: Path) -> N
     mail_step = Step("route", ToolCalls(TOOLS))
     q = "Email jane.doe@example.com that the call with +1 415-555-0134 moved to 2024-05-03, fee $1,250.00"
     ans = '<tool_call>[{"name": "send_email", "arguments": {"to": "jane.doe@example.com", "body": "call +1 415-555-0134 moved"}}]</tool_call>'
-    backends = {"small": Scripted("small", lambda _: "nope"), "big": Scripted("big", lambda _: ans)}
+    backends = {"small": scripted("small", lambda _: "nope"), "big": scripted("big", lambda _: ans)}
     qs = [q + f" (ticket ORD-{i:04d})" for i in range(0, 400, 37)]
     record(store, qs, step=mail_step, backends=backends)
     manifest = build(store, tmp_path / "ds", redact_emails=True, redact_phones=True, redact_patterns=(r"ORD-\d{4}",),
@@ -178,7 +178,7 @@ def test_teacher_answers_failing_todays_contract_are_dropped(store: TraceStore, 
 def test_bad_input_is_one_clear_error(store: TraceStore, tmp_path: Path) -> None:
     with pytest.raises(DistillError, match="no runs of step 'route'"):
         build(store, tmp_path / "ds")
-    ok = {"small": Scripted("small", right_answer), "big": Scripted("big", right_answer)}
+    ok = {"small": scripted("small", right_answer), "big": scripted("big", right_answer)}
     record(store, questions(20), backends=ok)
     with pytest.raises(DistillError, match="no teacher answers"):
         build(store, tmp_path / "ds")
@@ -218,10 +218,10 @@ def test_cli_dataset(store: TraceStore, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no runs of step 'route'" in res.output
     record(store, questions(40))
     res = runner.invoke(main, ["distill", "dataset", "--step", "route", "--db", str(store.path), "--out",
-                               str(tmp_path / "ds"), "--step-def", "tests.test_distill_helpers:STEP",
+                               str(tmp_path / "ds"), "--step-def", "tests.support.distill:STEP",
                                "--min-train", "2", "--tag", "app=test"])
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["step_source"] == "tests.test_distill_helpers:STEP"
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["step_source"] == "tests.support.distill:STEP"
     res = runner.invoke(main, ["distill", "dataset", "--step", "route", "--db", str(store.path), "--out",
                                str(tmp_path / "ds2"), "--tag", "app=test"])
     assert res.exit_code == 2 and "--step-def" in res.output

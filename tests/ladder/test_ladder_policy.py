@@ -5,7 +5,6 @@ real models are exercised in test_model_e2e.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -18,10 +17,12 @@ from modelladder import (
     Ladder,
     Policy,
     Resolved,
+    ScriptedBackend,
     Step,
     Unresolved,
     UnresolvedError,
 )
+from modelladder.backends import Call
 from modelladder.fleet import parse_fleet
 from modelladder.ladder.outcome import Attempt, Confidence
 from modelladder.ladder.policy import Stop, TryRung, eligible_rungs, judge, next_action
@@ -37,30 +38,15 @@ FLEET = parse_fleet({
 })
 
 
-@dataclass
-class Scripted:
-    """Answers from a script: a Generation, or an exception to raise."""
-
-    name: str
-    script: list[Any]
-    calls: list[list[dict[str, Any]]] = field(default_factory=list)
-
-    def generate(self, messages, contract, params) -> Generation:  # noqa: ANN001
-        self.calls.append(messages)
-        item = self.script[min(len(self.calls) - 1, len(self.script) - 1)]
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-
 def gen(text: str, logprobs: list[float] | None = None, finish: str = "stop", latency: float = 0.1) -> Generation:
     lps = logprobs if logprobs is not None else [-0.01] * 3
     return Generation(text=text, prompt_tokens=10, completion_tokens=len(lps), latency_s=latency,
                       finish_reason=finish, token_logprobs=lps, free=[True] * len(lps))
 
 
-def ladder(**scripts: list[Any]) -> tuple[Ladder, dict[str, Scripted]]:
-    backends = {name: Scripted(name, s) for name, s in scripts.items()}
+def ladder(**scripts: list[Any]) -> tuple[Ladder, dict[str, ScriptedBackend]]:
+    """A ladder over FLEET whose rungs replay the given answers (a Generation, or an exception)."""
+    backends = {name: ScriptedBackend.replaying(name, s) for name, s in scripts.items()}
     return Ladder(FLEET, backends=backends), backends
 
 
@@ -127,16 +113,18 @@ def test_latency_budget_stops_climbing() -> None:
     def clock() -> float:
         return now[0]
 
-    class Slow(Scripted):
-        def generate(self, messages, contract, params):  # noqa: ANN001
+    def slow(name: str, text: str) -> ScriptedBackend:
+        def handler(call: Call) -> Generation:
             now[0] += 2.0
-            assert params.timeout_s is not None and params.timeout_s <= 3.0  # gets the remaining budget
-            return super().generate(messages, contract, params)
+            assert call.params.timeout_s is not None and call.params.timeout_s <= 3.0  # gets the remaining budget
+            return gen(text)
 
-    backends = {"tiny": Slow("tiny", [gen("x")]), "small": Slow("small", [gen("a")]), "big": Slow("big", [gen("a")])}
+        return ScriptedBackend(name, handler)
+
+    backends = {"tiny": slow("tiny", "x"), "small": slow("small", "a"), "big": slow("big", "a")}
     r = Ladder(FLEET, backends=backends, clock=clock).run(CHOICE, MSG, policy=Policy(latency_budget_s=3.0))
     assert isinstance(r, Resolved) and r.rung == "small"  # 2 s used, 1 s left: one more attempt
-    backends = {"tiny": Slow("tiny", [gen("x")]), "small": Slow("small", [gen("x")]), "big": Slow("big", [gen("a")])}
+    backends = {"tiny": slow("tiny", "x"), "small": slow("small", "x"), "big": slow("big", "a")}
     r = Ladder(FLEET, backends=backends, clock=clock).run(CHOICE, MSG, policy=Policy(latency_budget_s=3.0))
     assert isinstance(r, Unresolved) and r.reason == "latency_budget" and len(r.attempts) == 2
 
@@ -186,9 +174,9 @@ def test_empty_messages_rejected_before_any_model_call() -> None:
 
 def test_every_run_is_traced(tmp_path) -> None:  # noqa: ANN001
     store = TraceStore(tmp_path / "t.sqlite")
-    lad = Ladder(FLEET, store=store, backends={"tiny": Scripted("tiny", [gen("{}")]),
-                                                "small": Scripted("small", [gen('{"n": 3}')]),
-                                                "big": Scripted("big", [gen('{"n": 3}')])})
+    lad = Ladder(FLEET, store=store, backends={"tiny": ScriptedBackend.replaying("tiny", [gen("{}")]),
+                                                "small": ScriptedBackend.replaying("small", [gen('{"n": 3}')]),
+                                                "big": ScriptedBackend.replaying("big", [gen('{"n": 3}')])})
     step = Step("shape", JsonSchema({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}))
     r = lad.run(step, MSG, tags={"suite": "policy"})
     rec = store.get_run(r.run_id)

@@ -26,7 +26,7 @@ from modelladder.distill.errors import DistillError  # noqa: E402
 from modelladder.distill.train import CKPT_DIR, TrainConfig, train  # noqa: E402
 from modelladder.ladder import Step  # noqa: E402
 from modelladder.traces import TraceStore  # noqa: E402
-from tests.test_distill_helpers import FixedSource, Scripted, record  # noqa: E402
+from tests.support.distill import FixedSource, record, scripted  # noqa: E402
 
 pytestmark = [pytest.mark.model, pytest.mark.usefixtures("distill_cache")]
 
@@ -44,7 +44,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "ds"
     store = TraceStore(":memory:")
     qs = [f"The {w} was {'good' if i % 2 else 'bad'}." for i, w in enumerate(WORDS)]
-    backends = {"small": Scripted("small", lambda q: "not a label"), "big": Scripted("big", label_for)}
+    backends = {"small": scripted("small", lambda q: "not a label"), "big": scripted("big", label_for)}
     record(store, qs, step=MOOD, backends=backends)
     build_dataset(DatasetConfig(step="mood", out_dir=out, holdout=0.2, min_train=4), store=store,
                   source=FixedSource(MOOD))

@@ -13,7 +13,7 @@ import pytest
 from openai import OpenAI
 
 from modelladder.traces import TraceStore
-from tests.test_gateway_support import PERSON, TIME, WEATHER, Scripted, directive, gateway, scripted_fleet
+from tests.support.gateway import PERSON, TIME, WEATHER, directive, gateway, scripted, scripted_fleet
 
 pytestmark = pytest.mark.server
 
@@ -23,8 +23,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     store = TraceStore(tmp_path_factory.mktemp("gw") / "traces.sqlite")
     fleet = scripted_fleet("tiny", "small", "dead", steps={"extract": {"max_rung": "small"}})
     backends = {
-        "tiny": Scripted("tiny"),
-        "small": Scripted("small"),
+        "tiny": scripted("tiny"),
+        "small": scripted("small"),
     }  # "dead" is a real, unreachable endpoint
     with (
         gateway(fleet, store, backends) as srv,

@@ -13,7 +13,7 @@ from openai import OpenAI
 
 from modelladder.fleet import parse_fleet
 from modelladder.traces import TraceStore
-from tests.test_gateway_support import WEATHER, Scripted, directive, gateway
+from tests.support.gateway import WEATHER, directive, gateway, scripted
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 
@@ -32,7 +32,7 @@ def env(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "<escalation>",
     )  # fmt: skip
     store = TraceStore(tmp_path_factory.mktemp("gw-esc") / "traces.sqlite")
-    with gateway(fleet, store, {"broken": Scripted("broken")}) as srv:
+    with gateway(fleet, store, {"broken": scripted("broken")}) as srv:
         yield {
             "store": store,
             "client": OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0),

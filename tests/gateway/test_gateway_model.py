@@ -20,8 +20,8 @@ from openai import OpenAI
 
 from modelladder.fleet import Fleet
 from modelladder.traces import TraceStore
-from tests.conftest import SMOL, free_port
-from tests.test_gateway_support import PERSON, TIME, WEATHER, gateway
+from tests.support.gateway import PERSON, TIME, WEATHER, gateway
+from tests.support.models import SMOL, free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

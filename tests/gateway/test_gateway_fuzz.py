@@ -19,7 +19,7 @@ from schemathesis.checks import not_a_server_error
 
 from modelladder.gateway import GatewayConfig, create_app
 from modelladder.traces import TraceStore
-from tests.test_gateway_support import Scripted, gateway, scripted_fleet
+from tests.support.gateway import gateway, scripted, scripted_fleet
 
 pytestmark = pytest.mark.server
 
@@ -29,7 +29,7 @@ def _fleet() -> Any:
 
 
 def _backends() -> dict[str, Any]:
-    return {"tiny": Scripted("tiny"), "small": Scripted("small")}
+    return {"tiny": scripted("tiny"), "small": scripted("small")}
 
 
 _doc = create_app(

@@ -16,7 +16,7 @@ from openai import OpenAI
 
 from modelladder.fleet import Fleet
 from modelladder.traces import TraceStore
-from tests.test_gateway_support import WEATHER, gateway
+from tests.support.gateway import WEATHER, gateway
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

@@ -128,7 +128,7 @@ def test_eval_refuses_an_adapter_llamacpp_cannot_load(tmp_path: Path, smol_path:
     from modelladder.distill.dataset import DatasetConfig, build_dataset
     from modelladder.distill.evaluate import EvalConfig, evaluate
     from modelladder.traces import TraceStore
-    from tests.test_distill_helpers import FixedSource, questions, record
+    from tests.support.distill import FixedSource, questions, record
 
     store = TraceStore(":memory:")
     record(store, questions(30))

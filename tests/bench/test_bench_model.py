@@ -16,7 +16,7 @@ from modelladder.bench.runner import BfclRunner, make_step, prepare_fleet, resul
 from modelladder.bench.sweep import replay_item  # noqa: E402
 from modelladder.fleet import parse_fleet  # noqa: E402
 from modelladder.ladder import Ladder, Policy  # noqa: E402
-from tests.conftest import SMOL  # noqa: E402
+from tests.support.models import SMOL  # noqa: E402
 
 pytestmark = pytest.mark.model
 

@@ -27,7 +27,7 @@ import numpy as np
 from modelladder import ToolCalls, load_fleet
 from modelladder.backends import open_backend
 from modelladder.backends.llamacpp import LlamaCppBackend
-from modelladder.bench.bfcl_data import load_items
+from modelladder.bench.bfcl.data import load_items
 
 CALL_CATEGORIES = ("simple_python", "multiple", "live_simple")
 DECLINE_CATEGORIES = ("irrelevance",)

@@ -92,8 +92,8 @@ def stage_traces(limit: int | None) -> None:
 
 def _traces_fallback(limit: int | None) -> None:
     """The ladder with a ReferenceBackend on top, tagged like ``bench bfcl`` traces."""
-    from modelladder.backends.reference import ReferenceBackend
-    from modelladder.bench.bfcl_data import load_items
+    from modelladder.bench.bfcl.data import load_items
+    from modelladder.bench.bfcl.reference import ReferenceBackend
     from modelladder.contracts import ToolCalls
     from modelladder.fleet import load_fleet
     from modelladder.ladder import Ladder, Step

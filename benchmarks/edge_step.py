@@ -30,8 +30,8 @@ import numpy as np
 from modelladder import GenerationParams, ToolCalls, load_fleet
 from modelladder.backends import open_backend
 from modelladder.backends.llamacpp import LlamaCppBackend
-from modelladder.bench.bfcl_data import load_items
-from modelladder.bench.bfcl_score import score
+from modelladder.bench.bfcl.data import load_items
+from modelladder.bench.bfcl.score import score
 
 
 def pct(xs: list[float], q: float) -> float:

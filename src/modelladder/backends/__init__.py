@@ -1,31 +1,30 @@
 """Backends: where a rung's model actually runs. One protocol (:class:`Backend`), one
-factory (:func:`open_backend`) keyed by the rung's ``backend`` field."""
+registry (:mod:`.registry`, the ``modelladder.backends`` entry-point group) that
+:func:`open_backend` opens a rung's backend from, and :class:`ScriptedBackend`, a backend
+answered by a function, for tests and offline use."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from modelladder.backends.base import Backend, BackendError, Generation, GenerationParams
+from modelladder.backends.registry import backend_names, open_backend
+from modelladder.backends.scripted import Call, ScriptedBackend
 
 if TYPE_CHECKING:
-    from modelladder.fleet import Rung
+    from modelladder.fleet_types import Rung
 
-__all__ = ["Backend", "BackendError", "Generation", "GenerationParams", "open_backend"]
+__all__ = [
+    "Backend", "BackendError", "Call", "Generation", "GenerationParams", "ScriptedBackend", "backend_names",
+    "open_backend", "preload_backend",
+]  # fmt: skip
 
 
-def open_backend(rung: Rung) -> Backend:
-    """Create the backend for a rung. Local models are loaded once per process and shared."""
-    if rung.backend == "llamacpp":
-        from modelladder.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend.from_rung(rung)
-    if rung.backend == "openai":
-        from modelladder.backends.openai_compat import OpenAIBackend
-
-        return OpenAIBackend.from_rung(rung)
-    if rung.backend == "reference":
-        raise BackendError(
-            "model_missing",
-            f"rung {rung.name!r} is a benchmark `reference` rung: it only exists inside `modelladder bench`",
-        )
-    raise BackendError("model_missing", f"rung {rung.name!r}: unknown backend {rung.backend!r}")
+def preload_backend(rung: Rung) -> Backend:
+    """Open the rung's backend and load now whatever it loads lazily (a ``llamacpp`` rung's LoRA
+    adapter), so a wrong file is one clear error before a run, not a failed attempt per item."""
+    backend = open_backend(rung)
+    preload = getattr(backend, "preload", None)
+    if callable(preload):
+        preload()
+    return backend

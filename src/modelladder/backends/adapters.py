@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import llama_cpp
 
 from modelladder.backends.base import BackendError
+from modelladder.backends.loaded_model import LoadedModel
 
-if TYPE_CHECKING:
-    from modelladder.backends.llamacpp import LoadedModel
+__all__ = ["load_adapter", "set_adapter"]
 
 
-def load_adapter(model: LoadedModel, path: str) -> object:
+def load_adapter(model: LoadedModel, path: str) -> Any:
+    """Load the adapter file onto ``model`` once (later calls return the loaded one)."""
     if path not in model.adapters:
         p = Path(path).expanduser()
         if not p.is_file():

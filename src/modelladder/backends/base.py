@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
 
+__all__ = ["Backend", "BackendError", "Generation", "GenerationParams"]
+
 
 class BackendError(RuntimeError):
     """A backend could not produce an answer. ``code``: ``unreachable``, ``timeout``,

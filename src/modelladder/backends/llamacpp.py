@@ -10,104 +10,30 @@ Why a decode loop of our own instead of ``Llama.create_chat_completion``:
   tool list), so a step's fixed instructions are evaluated once, not on every call.
 
 One loaded model (and its llguidance tokenizer) is cached per process per GGUF file and
-shared by every rung and adapter that uses it; a lock serialises generations on it.
+shared by every rung and adapter that uses it (:mod:`.loaded_model`); a lock serialises
+generations on it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import threading
 import time
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import llama_cpp
 import llguidance
-import llguidance.llamacpp
 import numpy as np
 
+from modelladder.backends.adapters import load_adapter, set_adapter
 from modelladder.backends.base import BackendError, Generation, GenerationParams
-from modelladder.backends.llamacpp_probe import ProbeCrash, ensure_runs
+from modelladder.backends.loaded_model import LoadedModel, load_model
 from modelladder.backends.prompting import prepare_messages, render_transcript
 from modelladder.contracts.checks import user_text
 
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
-    from modelladder.fleet import Rung
+    from modelladder.fleet_types import Rung
 
-
-@dataclass
-class LoadedModel:
-    """A model resident in this process, with everything derived from it that is costly."""
-
-    path: Path
-    llm: llama_cpp.Llama
-    tokenizer: llguidance.LLTokenizer
-    eos: set[int]
-    n_vocab: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    chat_template: str | None = None
-    formatter: Any = None
-    grammar_cache: dict[str, str] = field(default_factory=dict)
-    adapters: dict[str, Any] = field(default_factory=dict)
-    active_adapter: str | None = None
-    wordy: np.ndarray | None = None  # per token: does its text contain a letter or digit?
-
-
-_LOADED: dict[tuple[str, int, int], LoadedModel] = {}
-_LOAD_LOCK = threading.Lock()
-
-
-def load_model(path: Path, n_ctx: int = 8192, n_threads: int | None = None) -> LoadedModel:
-    """Load (once per process) a GGUF model and build its llguidance tokenizer."""
-    threads = n_threads or 2
-    key = (str(path), n_ctx, threads)
-    with _LOAD_LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
-        if not path.is_file():
-            raise BackendError("model_missing", f"GGUF file not found: {path}")
-        try:  # a llama.cpp that dies on this CPU must say so, not kill the process silently
-            ensure_runs([path])
-        except ProbeCrash as exc:
-            raise BackendError("llama_crash", str(exc)) from exc
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                llm = llama_cpp.Llama(
-                    str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False
-                )
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError("model_missing", f"cannot load GGUF model {path}: {exc}") from exc
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        eos = {llm.token_eos()}
-        eot = llama_cpp.llama_vocab_eot(vocab)
-        if eot >= 0:
-            eos.add(eot)
-        with warnings.catch_warnings():  # llguidance calls a deprecated accessor once per token
-            warnings.simplefilter("ignore", DeprecationWarning)
-            tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
-        template = llm.metadata.get("tokenizer.chat_template")
-        formatter = None
-        if template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            def piece(tok: int) -> str:
-                return llm.detokenize([tok], special=True).decode("utf-8", "replace") if tok >= 0 else ""
-
-            formatter = Jinja2ChatFormatter(template, eos_token=piece(llm.token_eos()), bos_token=piece(llm.token_bos()))
-        n_vocab = llm.n_vocab()
-        wordy = np.array(
-            [any(ch.isalnum() for ch in llm.detokenize([t]).decode("utf-8", "ignore")) for t in range(n_vocab)]
-        )
-        loaded = LoadedModel(
-            path=path, llm=llm, tokenizer=tokenizer, eos=eos, n_vocab=n_vocab,
-            chat_template=template, formatter=formatter, wordy=wordy,
-        )
-        _LOADED[key] = loaded
-        return loaded
+__all__ = ["LlamaCppBackend", "LoadedModel", "load_model"]
 
 
 def _log_softmax_at(logits: np.ndarray, index: int) -> float:
@@ -134,7 +60,7 @@ class LlamaCppBackend:
 
     @classmethod
     def from_rung(cls, rung: Rung) -> LlamaCppBackend:
-        from modelladder.fleet import FleetError
+        from modelladder.fleet_types import FleetError
 
         try:
             path = rung.resolve_path()
@@ -145,7 +71,23 @@ class LlamaCppBackend:
             ground_strings=rung.ground_strings,
         )
 
+    def preload(self) -> None:
+        """Load this rung's LoRA adapter now (the model is loaded already), so a wrong adapter
+        file is one clear error before a run instead of a failed attempt per request."""
+        if self.adapter is not None:
+            load_adapter(self.model, self.adapter)
+
     # -- prompt ---------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` as it appears inside a prompt or an answer (no BOS, special
+        tokens recognised): how an answer continues a rendered prompt."""
+        return list(self.model.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    @property
+    def eos_token(self) -> int:
+        """The model's end-of-sequence token, the one a finished answer ends with."""
+        return int(self.model.llm.token_eos())
+
     def render(self, messages: list[dict[str, Any]], contract: Contract | None) -> tuple[list[int], list[str]]:
         """Token ids of the prompt, and the stop strings of this format."""
         plain = prepare_messages(messages, contract)
@@ -220,7 +162,7 @@ class LlamaCppBackend:
         logprobs: list[float] = []
         free: list[bool] = []
         finish = "length"
-        mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32) if matcher is not None else None
+        mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32)  # the grammar's bitmask, reused
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError("timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s")
@@ -301,6 +243,4 @@ class LlamaCppBackend:
         """Activate this rung's LoRA adapter (or none) on the shared model."""
         if self.model.active_adapter == self.adapter:
             return
-        from modelladder.backends.adapters import set_adapter
-
         set_adapter(self.model, self.adapter)

@@ -29,6 +29,8 @@ from typing import Any
 
 from modelladder.native_build import cpu_flags, cpu_model, rebuild_command
 
+__all__ = ["PROBE_ENV", "PROBE_LENGTHS", "PROBE_TIMEOUT_S", "ProbeCrash", "ProbeResult", "build_identity", "ensure_runs", "remember", "run_probe"]
+
 #: Prompt lengths evaluated per model: one token works even on a broken AMX build; 64 do not.
 PROBE_LENGTHS = (1, 64)
 PROBE_TIMEOUT_S = 180.0

@@ -18,7 +18,9 @@ from modelladder.backends.base import BackendError, Generation, GenerationParams
 
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
-    from modelladder.fleet import Rung
+    from modelladder.fleet_types import Rung
+
+__all__ = ["OpenAIBackend"]
 
 
 class OpenAIBackend:

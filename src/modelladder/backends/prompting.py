@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
 
+__all__ = ["prepare_messages", "render_transcript"]
+
 
 def _content(message: dict[str, Any]) -> str:
     content = message.get("content")

@@ -1,1 +1,3 @@
 """Benchmarks (BFCL v4 loader, schema conversion and scorer)."""
+
+__all__: list[str] = []

@@ -14,13 +14,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modelladder.bench.bfcl_data import CATEGORIES
+from modelladder.bench.bfcl.data import CATEGORIES
+from modelladder.bench.bfcl.step import STEP_NAME
 from modelladder.bench.sweep import ladder_rungs
 from modelladder.fleet import Fleet, FleetError, Rung, load_fleet, parse_fleet
 from modelladder.ladder import Policy
 
-BENCH_FLEET = "bfcl_fleet.toml"
-STEP_NAME = "bfcl"
+__all__ = [
+    "BENCH_FLEET", "BenchConfig", "BenchInputError", "PreparedFleet", "check_out_dir", "fleet_digest",
+    "load_bench_fleet", "parse_categories", "parse_mode", "prepare_fleet", "rung_problem",
+]  # fmt: skip
+
+BENCH_FLEET = "fleet.toml"  # in modelladder.bench.bfcl
 
 
 class BenchInputError(ValueError):
@@ -84,7 +89,7 @@ def load_bench_fleet(path: Path | None) -> Fleet:
     import importlib.resources
     import tomllib
 
-    text = importlib.resources.files("modelladder.bench").joinpath(BENCH_FLEET).read_text()
+    text = importlib.resources.files("modelladder.bench.bfcl").joinpath(BENCH_FLEET).read_text()
     return parse_fleet(tomllib.loads(text), "<bench fleet>")
 
 
@@ -124,7 +129,7 @@ def prepare_fleet(fleet: Fleet, mode: str) -> PreparedFleet:
         names = [r.name for r in fleet.rungs]
         if name not in names:
             raise BenchInputError(f"unknown rung {name!r} in --mode; the fleet has: {', '.join(names)}")
-        rung = fleet.rung(name)  # type: ignore[arg-type]
+        rung = fleet.rung(name)
         problem = rung_problem(rung)
         if problem:
             raise BenchInputError(f"rung {name!r} cannot run here: {problem}")

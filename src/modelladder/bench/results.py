@@ -15,10 +15,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from modelladder.bench.bfcl_data import BfclItem, split_half
-from modelladder.bench.config import STEP_NAME, BenchInputError
+from modelladder.bench.bfcl.data import BfclItem, split_half
+from modelladder.bench.config import BenchInputError
 from modelladder.fleet import Rung
-from modelladder.ladder import Attempt, Resolved, Step, Unresolved
+from modelladder.ladder import Attempt, Resolved, Unresolved
+
+__all__ = [
+    "RESULTS", "RUN_FILE", "ResultsWriter", "TEXT_CAP", "attempt_record", "base_record", "error_record",
+    "load_reusable", "read_results", "result_record", "score_result",
+]  # fmt: skip
 
 RESULTS = "results.jsonl"
 RUN_FILE = "run.json"
@@ -117,15 +122,6 @@ def load_reusable(
 # --------------------------------------------------------------------------- per item
 
 
-def make_step(item: BfclItem) -> Step:
-    """The step for an item (see the module docstring for ``allow_no_call``). Parallel items
-    get twice the token budget: several calls in one answer."""
-    from modelladder.contracts import ToolCalls
-
-    contract = ToolCalls(item.tools, parallel=item.parallel, allow_no_call=True)
-    return Step(STEP_NAME, contract, max_tokens=512 if item.parallel else 256)
-
-
 def attempt_record(a: Attempt) -> dict[str, Any]:
     """What results.jsonl keeps of an attempt (enough to replay the gate on it)."""
     v, c = a.verdict, a.confidence
@@ -152,7 +148,7 @@ def attempt_record(a: Attempt) -> dict[str, Any]:
 
 
 def score_result(item: BfclItem, result: Resolved | Unresolved) -> dict[str, Any]:
-    from modelladder.bench.bfcl_score import score
+    from modelladder.bench.bfcl.score import score
 
     if isinstance(result, Resolved):
         s = score(item, result.value)

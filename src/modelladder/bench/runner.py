@@ -40,7 +40,8 @@ from typing import Any
 
 from modelladder._progress import progress_bar
 from modelladder.backends.base import Backend, BackendError
-from modelladder.bench.bfcl_data import BfclItem, load_items
+from modelladder.bench.bfcl.data import BfclItem, load_items
+from modelladder.bench.bfcl.step import make_step
 from modelladder.bench.config import (
     BenchConfig,
     BenchInputError,
@@ -61,7 +62,6 @@ from modelladder.bench.results import (
     base_record,
     error_record,
     load_reusable,
-    make_step,
     read_results,
     result_record,
     score_result,
@@ -132,7 +132,7 @@ class BfclRunner:
         run_name: str = "",
         reuse: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     ):
-        from modelladder.backends.reference import ReferenceBackend
+        from modelladder.bench.bfcl.reference import ReferenceBackend
 
         self.prepared = prepared
         self.mode = mode
@@ -207,7 +207,7 @@ class BfclRunner:
     def _rescored(item: BfclItem, cached: Mapping[str, Any]) -> dict[str, Any]:
         """A reused generation, scored again with this run's checker (it is cheap, and keeps
         every AST result in one run from one scorer)."""
-        from modelladder.bench.bfcl_score import score
+        from modelladder.bench.bfcl.score import score
 
         stored = {k: v for k, v in cached.items() if k not in ("accepted", "escalation_reason")}
         stored["reused"] = True

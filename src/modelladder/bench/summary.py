@@ -28,25 +28,15 @@ Definitions (kept here, next to the arithmetic, so the docs and the numbers cann
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from modelladder.stats import percentile
+
+__all__ = ["Record", "summarize", "summarize_by_category"]
+
 Record = Mapping[str, Any]
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0..100) with linear interpolation; ``None`` for no values."""
-    if not 0 <= q <= 100:
-        raise ValueError("q must be within 0..100")
-    xs = sorted(float(v) for v in values)
-    if not xs:
-        return None
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+__all__ = ["print_summary", "summary_table", "sweep_lines"]
+
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
@@ -44,7 +46,7 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     rows = dict(summary.get("categories") or {})
     rows["overall"] = summary.get("overall") or {}
     for name, s in rows.items():
-        cells = [
+        cells: list[Text | str] = [
             Text(name, style="bold" if name == "overall" else ""),
             str(s.get("n", 0)),
             _pct(s.get("accuracy")),

@@ -9,6 +9,8 @@ import click
 from modelladder.cli._common import fail
 from modelladder.cli.bench_cmd import _probe, bench
 
+__all__ = ["agent"]
+
 
 @bench.command("agent")
 @click.option("--category", "categories", multiple=True, required=True, metavar="C",

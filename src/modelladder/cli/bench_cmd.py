@@ -11,6 +11,8 @@ from modelladder.cli import main
 from modelladder.cli._common import fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 
+__all__ = ["bench", "bfcl"]
+
 
 @main.group("bench")
 def bench() -> None:

@@ -17,6 +17,8 @@ from modelladder.cli._common import fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.ladder import Ladder, Resolved, Unresolved
 
+__all__ = ["demo"]
+
 
 def _short(reason: str) -> str:
     """``contract:check_failed:grounded`` -> ``grounded``: the last part says enough in a table."""
@@ -88,7 +90,9 @@ def demo(fleet_path: str | None, db: str | None) -> None:
         rows = [(text, r) for s, text, r in results if s == step]
         if not rows:
             continue
-        table = Table(title=f"step: {step}  (contract: {STEPS[step].contract.kind})", title_justify="left", expand=True)
+        contract = STEPS[step].contract
+        kind = contract.kind if contract is not None else "free text"
+        table = Table(title=f"step: {step}  (contract: {kind})", title_justify="left", expand=True)
         for col, kw in (("input", {"ratio": 3}), ("answer", {"ratio": 3}), ("rung", {}), ("tries", {"justify": "right"}),
                         ("verdict", {"ratio": 2}), ("latency", {"justify": "right"}), ("tokens", {"justify": "right"}),
                         ("cost $", {"justify": "right"})):

@@ -21,6 +21,11 @@ from modelladder.cli import main
 from modelladder.cli._common import fail
 from modelladder.distill.errors import DistillError
 
+__all__ = [
+    "F", "dataset_cmd", "distill", "eval_cmd", "print_eval", "promote_cmd", "refine_cmd", "rollback_cmd",
+    "train_cmd",
+]  # fmt: skip
+
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(highlight=False)
 

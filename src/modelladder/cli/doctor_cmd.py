@@ -19,6 +19,8 @@ import click
 from modelladder.cli import main
 from modelladder.cli._common import fail
 
+__all__ = ["doctor"]
+
 
 def _version(dist: str) -> str:
     try:

@@ -20,6 +20,8 @@ from modelladder.gateway.auth import load_api_keys
 from modelladder.gateway.server import BindError, check_bind
 from modelladder.traces import TraceStore, TraceStoreError
 
+__all__ = ["serve"]
+
 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

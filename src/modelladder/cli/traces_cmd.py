@@ -21,6 +21,8 @@ from modelladder.cli._common import fail
 from modelladder.traces import RunRecord, TraceStore, TraceStoreError, UnknownRunError
 from modelladder.traces.paths import default_traces_path
 
+__all__ = ["EXPORT_FORMATS", "F", "SHORT_ID", "export_cmd", "list_cmd", "show_cmd", "traces"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXPORT_FORMATS = ("jsonl",)
@@ -262,7 +264,7 @@ def export_cmd(
     """Resolved runs as OpenAI chat fine-tuning JSONL (one {"messages": [...]} per line)."""
     if fmt.lower() not in EXPORT_FORMATS:
         fail(f"unsupported export format {fmt!r} (supported: {', '.join(EXPORT_FORMATS)})")
-    options = {
+    options: dict[str, Any] = {
         "step": step,
         "include_unresolved": include_unresolved,
         "exclude_failed_feedback": not include_failed_feedback,

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["Check", "CheckFn", "Contract", "ContractError", "Verdict", "as_check"]
+
 
 class ContractError(ValueError):
     """A contract was declared wrongly (e.g. a malformed JSON Schema). Raised at declaration time."""

@@ -100,7 +100,7 @@ def grounded_arguments(min_len: int = 3, *, skip: Iterable[str] = ()) -> Check:
     def grounded(value: Any, messages: Sequence[dict[str, Any]]) -> str | None:
         haystack = user_text(messages)
         if _is_tool_calls(value):
-            items: list[tuple[str, str, str]] = []
+            items: list[tuple[str, str, str | int | float]] = []
             for c in value:
                 items.extend((f"{c['name']}({p})", k, s) for p, k, s in _leaves(c["arguments"], ""))
         else:

@@ -17,6 +17,8 @@ from llguidance import LLMatcher
 from modelladder.contracts._common import ensure_grammar
 from modelladder.contracts.base import Contract, ContractError, Verdict
 
+__all__ = ["Choice"]
+
 
 @dataclass(frozen=True)
 class Choice(Contract):

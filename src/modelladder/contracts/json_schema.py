@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import pydantic
 from jsonschema.protocols import Validator
@@ -29,8 +29,10 @@ from modelladder.contracts._common import (
 )
 from modelladder.contracts.base import Contract, ContractError, Verdict
 
+__all__ = ["JsonSchema", "strict_compatible"]
 
-def _is_model_class(obj: Any) -> bool:
+
+def _is_model_class(obj: Any) -> TypeGuard[type[pydantic.BaseModel]]:
     return isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)
 
 

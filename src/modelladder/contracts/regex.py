@@ -27,6 +27,8 @@ from llguidance import LLMatcher
 from modelladder.contracts._common import ensure_grammar
 from modelladder.contracts.base import Contract, ContractError, Verdict
 
+__all__ = ["Regex"]
+
 
 @dataclass(frozen=True)
 class Regex(Contract):

@@ -33,6 +33,8 @@ from modelladder.contracts._common import (
 )
 from modelladder.contracts.base import Contract, ContractError, Verdict
 
+__all__ = ["ToolCalls", "normalize_tool", "render_calls", "render_tools"]
+
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.S)
 _EMPTY_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 from modelladder.contracts import Choice, JsonSchema, ToolCalls, grounded_arguments
 from modelladder.ladder import Step
 
+__all__ = ["DemoInput", "STEPS", "TOOLS", "Ticket", "load_inputs"]
+
 
 class Ticket(BaseModel):
     """Fields a support agent needs from a customer's message."""

@@ -46,6 +46,8 @@ from modelladder.distill.steps import StepSource, make_source
 from modelladder.ladder import Step
 from modelladder.traces import AttemptRecord, RunRecord, TraceStore, TraceStoreError
 
+__all__ = ["DatasetConfig", "FORMAT_VERSION", "MANIFEST", "build_dataset", "load_manifest", "read_jsonl"]
+
 MANIFEST = "manifest.json"
 TRAIN, HOLDOUT, HOLDOUT_INPUTS = "train.jsonl", "holdout.jsonl", "holdout_inputs.jsonl"
 FORMAT_VERSION = 1

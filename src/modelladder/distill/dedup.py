@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+__all__ = ["NearDupIndex", "SPLIT_SALT", "input_text", "normalise", "shingles", "split_of"]
+
 SPLIT_SALT = "modelladder-split-v1"
 
 

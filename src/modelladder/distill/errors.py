@@ -7,6 +7,8 @@ the same way to a person and to a scheduler.
 
 from __future__ import annotations
 
+__all__ = ["DistillError", "FleetChangedError"]
+
 
 class DistillError(ValueError):
     """Bad input to a distillation command. The message says what is wrong and what to do."""

@@ -49,6 +49,12 @@ from modelladder.distill.steps import StepSource, make_source
 from modelladder.fleet import Fleet, Rung
 from modelladder.ladder import Attempt, Confidence, Ladder, Policy, Resolved, Step, eligible_rungs, judge
 
+__all__ = [
+    "CANDIDATE", "EvalConfig", "Evaluator", "Outcome", "TEXT_CAP", "base_rung_for", "candidate_rung",
+    "champion_rung", "escalation_profile", "evaluate", "load_eval", "metrics", "report_digest",
+    "single_rung_policy",
+]  # fmt: skip
+
 CANDIDATE = "candidate"
 TEXT_CAP = 2000
 
@@ -198,8 +204,9 @@ class Evaluator:
             ladder = self._ladders[rung.name] = Ladder(fleet, store=None, backends=given)
         result = ladder.run(step, ex.input, policy=single_rung_policy(self.policy, rung.name))
         attempt = result.attempts[0]
-        valid = bool(attempt.verdict is not None and attempt.verdict.ok)
-        value = attempt.verdict.value if valid else None
+        verdict = attempt.verdict
+        valid = bool(verdict is not None and verdict.ok)
+        value = verdict.value if verdict is not None and valid else None
         return _outcome(attempt, isinstance(result, Resolved), self._score(ex, step, value, valid), reused=False)
 
     def rejudge(self, rung: Rung, ex: _Example) -> Outcome | None:
@@ -223,23 +230,23 @@ class Evaluator:
                 attempt.verdict = step.contract.validate(attempt.text, step.with_system(ex.input))
         reason = judge(attempt, single_rung_policy(self.policy, rung.name))
         attempt.escalation_reason = reason
-        valid = bool(attempt.verdict is not None and attempt.verdict.ok)
-        value = attempt.verdict.value if valid else None
+        verdict = attempt.verdict
+        valid = bool(verdict is not None and verdict.ok)
+        value = verdict.value if verdict is not None and valid else None
         return _outcome(attempt, reason is None, self._score(ex, step, value, valid), reused=True)
 
 
 def _preflight(candidate: Rung) -> None:
     """Load the adapter on its base once, so a wrong file is one clear error, not n failed attempts."""
-    from modelladder.backends.adapters import load_adapter
+    from modelladder.backends import preload_backend
     from modelladder.backends.base import BackendError
-    from modelladder.backends.llamacpp import load_model
     from modelladder.distill.export_gguf import validate_adapter
     from modelladder.fleet import FleetError
 
     try:
         base = candidate.resolve_path()
         validate_adapter(Path(str(candidate.adapter)), base)
-        load_adapter(load_model(base, candidate.n_ctx, candidate.n_threads), str(candidate.adapter))
+        preload_backend(candidate)
     except (BackendError, FleetError, DistillError) as exc:
         raise DistillError(f"the candidate cannot run: {exc}") from exc
 

@@ -1,7 +1,7 @@
 """A peft LoRA adapter -> a GGUF LoRA adapter that llama.cpp applies to the unchanged base.
 
 Why a separate adapter, not merged weights: merging and re-quantising to Q4_1 shifted the
-base model's top tokens (REFERENCE.md), and one resident base with many ~5 MB adapters is
+base model's top tokens (measured on SmolLM2-135M; see ``docs/measurements.md``), and one resident base with many ~5 MB adapters is
 the whole point of specialists. The conventions follow llama.cpp's ``convert_lora_to_gguf.py``
 (read, not copied):
 
@@ -31,6 +31,11 @@ from typing import Any
 import numpy as np
 
 from modelladder.distill.errors import DistillError
+
+__all__ = [
+    "BaseInfo", "SUPPORTED_ARCHS", "export_adapter", "llama_permute", "lora_pairs", "validate_adapter",
+    "write_lora_gguf",
+]  # fmt: skip
 
 SUPPORTED_ARCHS = ("llama",)
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")

@@ -35,6 +35,11 @@ from typing import Any
 from modelladder.distill.errors import DistillError, FleetChangedError
 from modelladder.fleet import Fleet, FleetError, parse_fleet
 
+__all__ = [
+    "FleetSnapshot", "current_digest", "digest_bytes", "dumps_fleet", "fleet_lock", "leading_comments",
+    "read_fleet", "replace_fleet",
+]  # fmt: skip
+
 
 def digest_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -22,6 +22,8 @@ from typing import Any
 
 from modelladder.distill.errors import DistillError
 
+__all__ = ["cache_root", "file_sha256", "load_base", "require_training_deps"]
+
 
 def require_training_deps() -> None:
     """One clear message when the optional ``distill`` extra is missing."""
@@ -91,8 +93,9 @@ def load_base(gguf: Path, *, cache_dir: Path | None = None) -> Any:
     model.config.architectures = [type(model).__name__]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # transformers types unknown attributes of a model as its submodules; these two are flags
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

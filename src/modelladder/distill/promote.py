@@ -42,6 +42,11 @@ from modelladder.distill.fleet_file import (
 )
 from modelladder.distill.hf_base import file_sha256
 
+__all__ = [
+    "Decision", "HISTORY", "PromoteConfig", "decide", "history_dir", "promote", "read_history",
+    "rollback",
+]  # fmt: skip
+
 HISTORY = "history.jsonl"
 
 

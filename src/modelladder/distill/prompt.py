@@ -12,26 +12,44 @@ contract gives the same tokens as rendering the raw input with the contract.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
+from modelladder.backends import open_backend
 from modelladder.backends.base import BackendError
+from modelladder.contracts.base import Contract
 from modelladder.distill.errors import DistillError
+from modelladder.fleet import FleetError, Rung
+
+__all__ = ["PromptFormat"]
+
+
+class LocalBackend(Protocol):
+    """What training needs of a ``llamacpp`` backend: its run-time prompt rendering and tokenizer."""
+
+    prompt_format: str
+    eos_token: int
+
+    def render(self, messages: list[dict[str, Any]], contract: Contract | None) -> tuple[list[int], list[str]]: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
 
 
 class PromptFormat:
     """Token ids of prompts and answers for one base GGUF, as the ``llamacpp`` backend makes them."""
 
     def __init__(self, gguf: Path, prompt_format: str = "chat_template", n_ctx: int = 8192, n_threads: int | None = None):
-        from modelladder.backends.llamacpp import LlamaCppBackend, load_model
-
+        rung = Rung(
+            name="distill-prompt", backend="llamacpp", params=1, path=str(gguf), prompt_format=prompt_format,
+            n_ctx=n_ctx, n_threads=n_threads,
+        )
         try:
-            model = load_model(Path(gguf), n_ctx, n_threads)
-        except BackendError as exc:
+            backend = cast(LocalBackend, open_backend(rung))
+        except (BackendError, FleetError) as exc:
             raise DistillError(f"cannot load the base model {gguf}: {exc}") from exc
         self.gguf = Path(gguf)
-        self.backend = LlamaCppBackend("distill-prompt", model, prompt_format)
-        self.prompt_format = self.backend.prompt_format
-        self.eos = model.llm.token_eos()
+        self.backend = backend
+        self.prompt_format = backend.prompt_format
+        self.eos = backend.eos_token
 
     def prompt_ids(self, prepared: list[dict[str, Any]]) -> list[int]:
         """The prompt the ladder feeds the model for these (already prepared) messages."""
@@ -40,8 +58,7 @@ class PromptFormat:
 
     def answer_ids(self, answer: str) -> list[int]:
         """The answer's tokens followed by end-of-turn: what the model must learn to emit."""
-        llm = self.backend.model.llm
-        return list(llm.tokenize(answer.encode("utf-8"), add_bos=False, special=True)) + [self.eos]
+        return self.backend.tokenize(answer) + [self.eos]
 
     def example_ids(self, messages: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
         """``messages`` = prepared prompt messages + the assistant answer last."""

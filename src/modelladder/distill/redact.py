@@ -18,6 +18,8 @@ from typing import Any
 
 from modelladder.distill.errors import DistillError
 
+__all__ = ["EMAIL", "PHONE", "Redactor"]
+
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 # +CC (optional), an optional (area) group, then 2-4 groups of 2-4 digits joined by - . or space.
 PHONE = re.compile(

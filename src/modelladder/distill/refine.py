@@ -28,6 +28,8 @@ from modelladder.distill.promote import PromoteConfig, history_dir, promote
 from modelladder.fleet import FleetError
 from modelladder.traces import TraceStore, TraceStoreError
 
+__all__ = ["RefineConfig", "new_traces", "refine"]
+
 
 @dataclass
 class RefineConfig:

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from modelladder.distill.errors import DistillError
 from modelladder.ladder import Step
 
+__all__ = ["BFCL", "BfclSource", "ImportedSource", "StepSource", "canonical", "make_source"]
+
 BFCL = "bfcl"
 
 
@@ -60,7 +62,7 @@ class BfclSource:
             raise DistillError(f"a bfcl run needs the tags `item` and `category`; got {dict(tags)}")
         if category not in self._loaded:
             try:
-                from modelladder.bench.bfcl_data import load_items
+                from modelladder.bench.bfcl.data import load_items
             except ModuleNotFoundError as exc:
                 raise DistillError(f"BFCL runs need the `bench` extra: pip install 'modelladder[bench]' ({exc})") from exc
             try:
@@ -74,7 +76,7 @@ class BfclSource:
         return self._items[item_id]
 
     def step_for(self, step: str, messages: list[dict[str, Any]], tags: Mapping[str, str]) -> Step:
-        from modelladder.bench.runner import make_step  # the bench's own step: same contract, same prompt
+        from modelladder.bench.bfcl.step import make_step  # the bench's own step: same contract, same prompt
 
         made = make_step(self.item(tags))
         return Step(step, made.contract, made.policy, made.system, made.max_tokens)
@@ -83,7 +85,7 @@ class BfclSource:
         return True
 
     def correct(self, tags: Mapping[str, str], value: Any, teacher_value: Any) -> bool:
-        from modelladder.bench.bfcl_score import score
+        from modelladder.bench.bfcl.score import score
 
         if value is None:
             return False

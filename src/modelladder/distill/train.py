@@ -38,6 +38,11 @@ from modelladder.distill.dataset import TRAIN, load_manifest, read_jsonl
 from modelladder.distill.errors import DistillError
 from modelladder.distill.hf_base import file_sha256, load_base, require_training_deps
 
+__all__ = [
+    "ADAPTER_DIR", "ADAPTER_GGUF", "CKPT_DIR", "LORA_TARGETS", "REPORT", "TrainConfig", "TrainResult",
+    "example_at", "load_checkpoint", "order_for_epoch", "save_checkpoint", "tokenize_examples", "train",
+]  # fmt: skip
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CKPT_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
@@ -275,7 +280,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     if device == "cpu":
         torch.set_num_threads(_threads(cfg.threads))
     base = load_base(Path(cfg.base_gguf))
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+    # peft annotates lora_alpha as int but only ever divides by it: a fractional alpha works
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
                       target_modules=list(cfg.targets), bias="none", task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # transformers' own deprecation notice about peft internals
         warnings.simplefilter("ignore", FutureWarning)

@@ -45,6 +45,8 @@ from modelladder.gateway.schemas import (
 from modelladder.ladder.runner import BackendFactory, Ladder
 from modelladder.traces import TraceStore, TraceStoreError, UnknownRunError
 
+__all__ = ["Gateway", "GatewayConfig", "ROUTES", "create_app"]
+
 log = logging.getLogger("modelladder.gateway")
 
 ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics")

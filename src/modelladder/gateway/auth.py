@@ -26,6 +26,11 @@ from typing import Any
 
 from fastapi import HTTPException
 
+__all__ = [
+    "Guard", "KEYS_ENV", "KEY_FILE_ENV", "Message", "PUBLIC_PATHS", "Receive", "Scope", "Send",
+    "is_loopback", "load_api_keys",
+]  # fmt: skip
+
 log = logging.getLogger("modelladder.gateway")
 
 KEYS_ENV = "MODELLADDER_API_KEYS"

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+__all__ = ["APIError", "error_response", "install"]
+
 log = logging.getLogger("modelladder.gateway")
 
 _TYPES = {

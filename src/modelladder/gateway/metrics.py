@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 
 from modelladder.ladder.outcome import Attempt
 
+__all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics"]
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -39,6 +41,9 @@ class _Metric:
 
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def lines(self) -> list[str]:
+        raise NotImplementedError  # each kind of metric renders its own samples
 
 
 class Counter(_Metric):

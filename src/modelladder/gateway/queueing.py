@@ -18,8 +18,11 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelladder.fleet import Rung
+
+__all__ = ["QueueFull", "QueueTimeout", "Queues", "RungQueue", "acquire"]
 
 
 class QueueFull(Exception):
@@ -112,7 +115,7 @@ class Queues:
 
 
 async def acquire(
-    queue: RungQueue, timeout_s: float | None, disconnected: asyncio.Future[object] | None
+    queue: RungQueue, timeout_s: float | None, disconnected: asyncio.Future[Any] | None
 ) -> bool:
     """Wait for a slot. ``False``: the client went away first (nothing was started).
     Raises :class:`QueueFull` or :class:`QueueTimeout`."""

@@ -14,6 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "AssistantMessage", "ChatCompletion", "ChatCompletionRequest", "ChatMessage", "Choice",
+    "ContentPart", "ErrorBody", "ErrorDetail", "FeedbackAck", "FeedbackRequest", "FunctionDef",
+    "IGNORED_FIELDS", "JsonSchemaSpec", "ModelCard", "ModelList", "NAME_PATTERN", "NamedFunction",
+    "NamedToolChoice", "ResponseFormat", "ResponseFormatJsonObject", "ResponseFormatJsonSchema",
+    "ResponseFormatText", "StreamOptions", "ToolCallFunction", "ToolCallIn", "ToolCallOut", "ToolDef",
+    "Usage",
+]  # fmt: skip
+
 NAME_PATTERN = r"^[a-zA-Z0-9_.-]{1,64}$"
 
 # Accepted for compatibility, not used: sampling knobs that the ladder does not expose

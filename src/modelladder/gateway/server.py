@@ -14,6 +14,8 @@ import uvicorn
 
 from modelladder.gateway.auth import KEY_FILE_ENV, KEYS_ENV, is_loopback
 
+__all__ = ["BackgroundServer", "BindError", "check_bind"]
+
 
 class BindError(ValueError):
     """The requested address would expose a gateway that has no API key."""

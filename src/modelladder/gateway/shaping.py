@@ -22,6 +22,11 @@ from modelladder.gateway.errors import APIError
 from modelladder.gateway.translate import Plan
 from modelladder.ladder.outcome import Resolved, Unresolved
 
+__all__ = [
+    "completion_body", "completion_id", "headers_for", "message_for", "stream_chunks",
+    "unresolved_error", "usage_for",
+]  # fmt: skip
+
 _CHUNK_WORDS = re.compile(r"\S+\s*|\s+")
 
 

@@ -28,6 +28,8 @@ from modelladder.gateway.schemas import (
 from modelladder.ladder.policy import Policy, eligible_rungs
 from modelladder.ladder.step import Step
 
+__all__ = ["AutoToolCalls", "DEFAULT_STEP", "LADDER", "Plan", "Target", "model_ids", "plan", "resolve_model"]
+
 LADDER = "ladder"
 DEFAULT_STEP = "default"
 

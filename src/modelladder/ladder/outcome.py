@@ -12,6 +12,8 @@ from typing import Any
 
 from modelladder.contracts.base import Verdict
 
+__all__ = ["Attempt", "Confidence", "Resolved", "StepResult", "Unresolved", "UnresolvedError"]
+
 
 class UnresolvedError(RuntimeError):
     """Raised when code reads the value of a step that no rung could satisfy."""

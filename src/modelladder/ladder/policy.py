@@ -4,41 +4,12 @@ attempts so far. No models, no clocks, no I/O -- so every branch is tested witho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
+from modelladder.fleet_types import Policy, Rung
 from modelladder.ladder.outcome import Attempt
 
-if TYPE_CHECKING:
-    from modelladder.fleet import Rung
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How a step climbs the ladder.
-
-    ``min_mean_logprob`` / ``min_token_logprob``: the confidence gate, over value tokens;
-    ``None`` disables that half of the gate. ``max_rung``: the largest rung allowed (by
-    name). ``edge_only``: never leave edge rungs -- enforced when rungs are chosen.
-    ``latency_budget_s``: no new attempt starts once the step has used this much time, and
-    each attempt gets at most the remaining budget as its timeout. ``max_attempts``: cap on
-    attempts across all rungs. ``first_rung``: start here (e.g. a step's specialist).
-    ``accept_truncated``: an output cut by ``max_tokens`` is judged on its contract instead
-    of escalating (free-text chat, where the caller chose the length and expects
-    ``finish_reason="length"``, as an OpenAI endpoint gives it).
-    """
-
-    min_mean_logprob: float | None = None
-    min_token_logprob: float | None = None
-    max_rung: str | None = None
-    edge_only: bool = False
-    latency_budget_s: float | None = None
-    max_attempts: int | None = None
-    first_rung: str | None = None
-    accept_truncated: bool = False
-
-    def merged(self, **overrides: Any) -> Policy:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+__all__ = ["Policy", "Stop", "TryRung", "eligible_rungs", "judge", "next_action"]
 
 
 def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:

@@ -9,19 +9,31 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
-from modelladder.ladder.outcome import Attempt, Confidence, Resolved, Unresolved
+from modelladder.ladder.outcome import Attempt, Confidence, Resolved, StepResult, Unresolved
 from modelladder.ladder.policy import Policy, Stop, judge, next_action
 from modelladder.ladder.step import Step
 
 if TYPE_CHECKING:
-    from modelladder.fleet import Fleet, Rung
+    from modelladder.fleet_types import Fleet, Rung
+
+__all__ = ["AttemptHook", "BackendFactory", "Ladder", "TraceSink", "validate_messages"]
 
 BackendFactory = Callable[["Rung"], Backend]
 AttemptHook = Callable[[Attempt], None]
+
+
+@runtime_checkable
+class TraceSink(Protocol):
+    """Where the ladder sends every finished step: :class:`modelladder.traces.TraceStore`, or
+    anything else with this method (a queue, a test's list). The ladder depends on this
+    shape, not on the trace store, so the layers stay one-way: traces import the ladder's
+    outcome types, never the reverse."""
+
+    def record(self, result: StepResult) -> None: ...
 
 
 def validate_messages(messages: Any) -> list[dict[str, Any]]:
@@ -47,13 +59,13 @@ class Ladder:
         self,
         fleet: Fleet | None = None,
         *,
-        store: Any | None = None,
+        store: TraceSink | None = None,
         backends: Mapping[str, Backend] | None = None,
         backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ):
         if fleet is None:
-            from modelladder.fleet import load_fleet  # lazy: the fleet module imports the policy
+            from modelladder.fleet import load_fleet  # lazy: reading a fleet consults the backend registry
 
             fleet = load_fleet()
         self.fleet = fleet
@@ -103,7 +115,7 @@ class Ladder:
         contract = {"kind": step.contract.kind, "spec": step.contract.spec()} if step.contract is not None else None
         # The trace keeps the messages as the model got them (with the step's system text)
         # and the contract itself: together they are a complete training example.
-        common = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
+        common: dict[str, Any] = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
                       tags=dict(tags or {}), contract=contract)
 
         while True:

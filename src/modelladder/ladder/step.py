@@ -8,6 +8,8 @@ from typing import Any
 from modelladder.contracts.base import Contract
 from modelladder.ladder.policy import Policy
 
+__all__ = ["Step"]
+
 
 @dataclass(frozen=True)
 class Step:

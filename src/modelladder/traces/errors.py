@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["SchemaVersionError", "TraceStoreError", "UnknownRunError"]
+
 
 class TraceStoreError(Exception):
     """The trace store cannot do what was asked (unwritable location, bad schema, bad input)."""

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 from modelladder.traces.errors import SchemaVersionError, TraceStoreError
 
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "current_version", "migrate"]
+
 
 class Migration(NamedTuple):
     version: int

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["HOME_ENV", "TRACES_FILENAME", "data_dir", "default_traces_path"]
+
 HOME_ENV = "MODELLADDER_HOME"
 TRACES_FILENAME = "traces.sqlite"
 

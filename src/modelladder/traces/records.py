@@ -11,6 +11,8 @@ from modelladder.contracts.base import Verdict
 if TYPE_CHECKING:  # not at runtime: modelladder.ladder may import the trace store itself
     from modelladder.ladder.outcome import Confidence
 
+__all__ = ["AttemptRecord", "RunRecord", "RunSummary"]
+
 
 @dataclass(frozen=True)
 class AttemptRecord:

@@ -29,6 +29,8 @@ from modelladder.traces.records import AttemptRecord, RunRecord, RunSummary
 if TYPE_CHECKING:  # not at runtime: modelladder.ladder may import the trace store itself
     from modelladder.ladder.outcome import Attempt, StepResult
 
+__all__ = ["MEMORY", "OUTCOMES", "TraceStore"]
+
 OUTCOMES = ("resolved", "unresolved")
 MEMORY = ":memory:"
 

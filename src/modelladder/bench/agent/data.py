@@ -3,7 +3,7 @@
 The shapes are in ``../shared/REFERENCE.md`` ("BFCL multi-turn"). What this module adds:
 
 * the tools an item sees, as OpenAI tools, converted with the single-turn benchmark's
-  :func:`~modelladder.bench.bfcl_schema.to_openai_tool` (the same conversion everywhere);
+  :func:`~modelladder.bench.bfcl.schema.to_openai_tool` (the same conversion everywhere);
 * ``miss_func`` items, handled as BFCL's own inference loop does
   (``bfcl_eval.utils.populate_test_cases_with_predefined_functions`` and
   ``BaseHandler.inference_multi_turn_FC``): the held-out functions are left out of the tool
@@ -22,7 +22,9 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from modelladder.bench.bfcl_schema import to_openai_tool
+from modelladder.bench.bfcl.schema import to_openai_tool
+
+__all__ = ["ADDED_FUNCTIONS_PROMPT", "AgentItem", "CATEGORIES", "check_category", "class_docs", "load_agent_items"]
 
 CATEGORIES: tuple[str, ...] = (
     "multi_turn_base",

@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["CallParseError", "CallResult", "DEFAULT_OUTPUT_LIMIT", "DEFAULT_TIME_LIMIT_S", "FORBIDDEN", "ParsedCall", "ToolEnv", "format_output", "parse_call", "render_call"]
+
 # Names BFCL's executor refuses to run, refused the same way here.
 FORBIDDEN = ("kill", "exit", "quit", "remove", "unlink", "popen", "Popen", "run")
 DEFAULT_TIME_LIMIT_S = 5.0

@@ -15,6 +15,8 @@ from typing import Any
 
 from modelladder.bench.agent.execute import CallResult, ToolEnv, parse_call
 
+__all__ = ["END_OF_TURN", "call_messages", "end_of_turn", "gold_arguments"]
+
 END_OF_TURN = "<tool_call>[]</tool_call>"
 
 

@@ -24,6 +24,8 @@ from modelladder.bench.agent.data import AgentItem
 from modelladder.bench.agent.execute import ToolEnv, parse_call, render_call
 from modelladder.bench.agent.history import call_messages, end_of_turn, gold_arguments
 
+__all__ = ["Ask", "DEFAULT_STEP_LIMIT", "Hop", "LoopResult", "official_check", "run_loop"]
+
 DEFAULT_STEP_LIMIT = 20
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from modelladder.bench.summary import _ratio
 
+__all__ = ["OnlineLearner", "Update", "learning_curve"]
+
 Update = Callable[[Sequence[Mapping[str, Any]]], None]
 
 

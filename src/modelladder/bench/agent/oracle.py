@@ -1,7 +1,7 @@
 """The ``reference`` oracle for agent steps: it answers with the gold call the harness names.
 
 Same rung, label, price and latency as the single-turn benchmark's oracle
-(:class:`~modelladder.backends.reference.ReferenceBackend`, whose token estimate and
+(:class:`~modelladder.bench.bfcl.reference.ReferenceBackend`, whose token estimate and
 ``generate`` are reused); only the answer lookup differs. A multi-turn step's right answer
 depends on where the harness is (gold call ``k`` in the step suite; in a closed loop, every gold
 call of the turn not made yet, in one hop), so the harness sets it for the duration of one step with
@@ -16,12 +16,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from modelladder.backends.base import BackendError
-from modelladder.backends.reference import ReferenceBackend
 from modelladder.bench.agent.history import END_OF_TURN
+from modelladder.bench.bfcl.reference import ReferenceBackend
 from modelladder.contracts.tools import render_calls
 
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
+
+__all__ = ["AgentReference", "answer_text"]
 
 
 def answer_text(calls: Sequence[tuple[str, dict[str, Any]]]) -> str:

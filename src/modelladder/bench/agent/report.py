@@ -12,19 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelladder.bench.report import (
-    _CSS,
-    _SCRIPT,
-    PALETTE,
-    Frame,
-    _e,
-    _empty,
-    _json_for_script,
-    _pct,
-    _svg,
-    plot_cost_quality,
-    plot_latency,
-)
+from modelladder.bench.report.page import asset, json_for_script
+from modelladder.bench.report.plots import plot_cost_quality, plot_latency
+from modelladder.bench.report.svg import PALETTE, Frame
+from modelladder.bench.report.svg import empty as _empty
+from modelladder.bench.report.svg import esc as _e
+from modelladder.bench.report.svg import pct as _pct
+from modelladder.bench.report.svg import svg as _svg
+
+__all__ = ["compare_summaries", "latency_samples", "plot_agent_cost", "plot_curve", "render_agent_report", "write_agent_report"]
 
 
 def _point(summary: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -119,7 +115,7 @@ def render_agent_report(summary: Mapping[str, Any], records: Sequence[Mapping[st
     labels = summary.get("labels") or {}
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>modelladder bench agent: {_e(summary.get('run'))}</title><style>{_CSS}</style></head><body>",
+        f"<title>modelladder bench agent: {_e(summary.get('run'))}</title><style>{asset('report.css')}</style></head><body>",
         f"<h1>BFCL v4 multi-turn ({_e(summary.get('suite'))}): <code>{_e(summary.get('mode'))}</code></h1>",
         f"<p>Run <code>{_e(summary.get('run'))}</code>, {_e(summary.get('generated'))}; categories "
         f"{_e(', '.join(summary.get('categories_requested') or []))}"
@@ -133,8 +129,8 @@ def render_agent_report(summary: Mapping[str, Any], records: Sequence[Mapping[st
               "is marked as such).</p>", plot_agent_cost(summary, others), "<h2>Latency</h2>",
               plot_latency(latency_samples(summary, records)).replace(
                   "Latency per attempt, by rung", "Latency (workflows and hops, or attempts by rung)"),
-              "<h2>Online</h2>", plot_curve(summary.get("online")), f"<script>{_SCRIPT}</script>",
-              f'<script type="application/json" id="summary-data">{_json_for_script(summary)}</script>',
+              "<h2>Online</h2>", plot_curve(summary.get("online")), f"<script>{asset('report.js')}</script>",
+              f'<script type="application/json" id="summary-data">{json_for_script(summary)}</script>',
               "</body></html>"]  # fmt: skip
     return "\n".join(parts)
 

@@ -39,6 +39,8 @@ from modelladder.bench.results import RESULTS, RUN_FILE, ResultsWriter, attempt_
 from modelladder.bench.sweep import single_rung_policy
 from modelladder.ladder import Ladder, Resolved, Step, Unresolved
 
+__all__ = ["AgentConfig", "AgentOutcome", "AgentRunner", "STEP_NAME", "SUITES", "parse_agent_categories", "run_agent", "select_items", "validate"]
+
 SUITES = ("steps", "loops")
 STEP_NAME = "bfcl_agent"
 SUMMARY, REPORT = "summary.json", "report.html"
@@ -153,7 +155,9 @@ class AgentRunner:
                             {"item": case.item.id, "category": case.item.category, "turn": str(case.turn),
                              "k": str(case.k)})  # fmt: skip
         calls = res.value if isinstance(res, Resolved) else None
-        why = None if calls is not None else (rec["escalations"][-1] if rec["escalations"] else res.reason)
+        why = None
+        if isinstance(res, Unresolved):
+            why = rec["escalations"][-1] if rec["escalations"] else res.reason
         score = score_step(case, calls, why)
         out = {"id": case.id, "item": case.item.id, "category": case.item.category, "turn": case.turn,
                "k": case.k, "end_of_turn": case.gold is None, "gold": case.gold, **score, **rec}  # fmt: skip

@@ -27,6 +27,8 @@ from modelladder.bench.agent.data import AgentItem
 from modelladder.bench.agent.execute import CallParseError, ToolEnv, parse_call
 from modelladder.bench.agent.history import call_messages, end_of_turn, gold_arguments
 
+__all__ = ["StepCase", "iter_steps", "score_step"]
+
 
 @dataclass
 class StepCase:

@@ -22,6 +22,8 @@ from typing import Any
 
 from modelladder.bench.summary import _ratio, percentile, summarize
 
+__all__ = ["REFERENCE_LABEL", "Record", "build_agent_summary", "by_category", "loop_figures", "step_figures"]
+
 Record = Mapping[str, Any]
 REFERENCE_LABEL = (
     "reference = the benchmark's gold calls (an oracle standing in for a frontier model; its latency and "

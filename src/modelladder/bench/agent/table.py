@@ -11,6 +11,8 @@ from rich.table import Table
 
 from modelladder.bench.table import _pct, _s, _usd
 
+__all__ = ["LOOP_COLS", "STEP_COLS", "agent_table", "print_agent_summary"]
+
 STEP_COLS = (("accuracy", "exec", _pct), ("exact_accuracy", "exact", _pct), ("name_accuracy", "name", _pct),
              ("end_of_turn_accuracy", "stop", _pct), ("p50_latency_s", "p50", _s), ("edge_share", "edge", _pct),
              ("accepted_wrong_rate", "wrong", _pct), ("prefix_reuse", "reuse", _pct),

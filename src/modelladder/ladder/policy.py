@@ -11,6 +11,7 @@ from modelladder.ladder.outcome import Attempt
 
 if TYPE_CHECKING:
     from modelladder.fleet import Rung
+    from modelladder.ladder.gate import GateVerdict
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Policy:
     ``accept_truncated``: an output cut by ``max_tokens`` is judged on its contract instead
     of escalating (free-text chat, where the caller chose the length and expects
     ``finish_reason="length"``, as an OpenAI endpoint gives it).
+    ``shadow_rate``: the share of accepted edge answers that are also asked of the next
+    eligible rung in the background, the agreement recorded as a ``teacher`` label (0: off).
+    Never off the edge for ``edge_only`` steps, never delaying the caller.
     """
 
     min_mean_logprob: float | None = None
@@ -36,6 +40,11 @@ class Policy:
     max_attempts: int | None = None
     first_rung: str | None = None
     accept_truncated: bool = False
+    shadow_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.shadow_rate <= 1.0:
+            raise ValueError(f"shadow_rate must be within [0, 1], not {self.shadow_rate!r}")
 
     def merged(self, **overrides: Any) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -63,9 +72,14 @@ def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
     return ordered
 
 
-def judge(attempt: Attempt, policy: Policy) -> str | None:
+def judge(attempt: Attempt, policy: Policy, gate: GateVerdict | None = None) -> str | None:
     """Why this attempt must not be accepted, or ``None`` if it passes. The order is the
-    order of trust: a backend error, then truncation, then the contract, then confidence."""
+    order of trust: a backend error, then truncation, then the contract, then confidence.
+
+    ``gate``: a calibrated gate's verdict on this attempt. When there is one it *replaces* the
+    log-probability thresholds: its guarantee was measured on contract-passing answers with no
+    other filter, and keeping a subset of the accepted answers by another rule would not keep it.
+    """
     if attempt.error is not None:
         return f"backend:{attempt.error}"
     if attempt.finish_reason == "length" and not policy.accept_truncated:
@@ -73,6 +87,8 @@ def judge(attempt: Attempt, policy: Policy) -> str | None:
     if attempt.verdict is None or not attempt.verdict.ok:
         reason = attempt.verdict.reason if attempt.verdict is not None else "not_validated"
         return f"contract:{reason}"
+    if gate is not None:
+        return None if gate.accept else gate.reason
     conf = attempt.confidence
     if conf is not None and conf.n_value_tokens > 0:
         if policy.min_mean_logprob is not None and conf.mean_logprob is not None and conf.mean_logprob < policy.min_mean_logprob:
@@ -80,6 +96,26 @@ def judge(attempt: Attempt, policy: Policy) -> str | None:
         if policy.min_token_logprob is not None and conf.min_logprob is not None and conf.min_logprob < policy.min_token_logprob:
             return "low_confidence:min"
     return None
+
+
+def shadow_rung(policy: Policy, rungs: list[Rung], accepted: Attempt, draw: float) -> Rung | None:
+    """The rung that checks an accepted answer in the background, or ``None``.
+
+    ``draw`` is a number in [0, 1) fixed per run (a hash of its id, so a replay shadows the
+    same runs). Only edge answers are shadowed, by the next eligible rung above the accepting
+    one; ``eligible_rungs`` already drops non-edge rungs for ``edge_only`` steps, so such a step
+    is shadowed by a larger edge rung or not at all -- its data never leaves the edge.
+    """
+    if policy.shadow_rate <= 0.0 or draw >= policy.shadow_rate or accepted.placement != "edge":
+        return None
+    eligible = eligible_rungs(policy, rungs)
+    names = [r.name for r in eligible]
+    if accepted.rung not in names:
+        return None
+    above = eligible[names.index(accepted.rung) + 1 :]
+    if policy.edge_only:  # eligible_rungs enforces it; say it again where data would leave
+        above = [r for r in above if r.placement == "edge"]
+    return above[0] if above else None
 
 
 @dataclass(frozen=True)

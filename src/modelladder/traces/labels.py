@@ -178,6 +178,26 @@ class LabelsMixin:
             ).fetchall()
         return [(r["k"], int(r["n"]), int(r["nl"])) for r in rows]
 
+    def accepted_labels_since(self, step_key: str, since: datetime) -> list[tuple[str, float]]:
+        """``(rung, value)`` of the labels on *accepted* edge answers of a step, on runs made
+        and labels given after ``since`` (what drift detection tests a calibration against).
+        One label per answer: the latest one."""
+        stamp = since.astimezone(UTC).isoformat(timespec="microseconds")
+        sql = """
+            SELECT a.rung AS rung, (
+                SELECT l.value FROM labels l
+                WHERE l.run_id = a.run_id AND l.created_at > :since AND (
+                    (l.attempt_idx = a.idx AND l.kind = 'correct')
+                    OR (l.attempt_idx IS NULL AND l.kind = 'success'))
+                ORDER BY l.id DESC LIMIT 1) AS value
+            FROM attempts a JOIN runs r ON r.run_id = a.run_id
+            WHERE COALESCE(r.step_key, r.step) = :key AND r.created_at > :since
+              AND a.accepted = 1 AND a.placement = 'edge'
+        """
+        with self._lock:
+            rows = self._db.execute(sql, {"since": stamp, "key": step_key}).fetchall()
+        return [(r["rung"], float(r["value"])) for r in rows if r["value"] is not None]
+
     # -- calibrations -------------------------------------------------------------------------
 
     def save_calibration(

@@ -123,6 +123,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE runs ADD COLUMN step_key TEXT;
         ALTER TABLE runs ADD COLUMN episode_id TEXT;
         ALTER TABLE runs ADD COLUMN config_digest TEXT;
+        ALTER TABLE runs ADD COLUMN gate_version INTEGER;
         UPDATE runs SET step_key = CASE
             WHEN step = 'default' AND contract_digest IS NOT NULL THEN 'contract:' || contract_digest
             ELSE step END;

@@ -96,6 +96,7 @@ class RunRecord(RunSummary):
     step_key: str | None = None  # what learning keys on: the step name, else "contract:<digest>"
     episode_id: str | None = None
     config_digest: str | None = None
+    gate_version: int | None = None  # the calibration that decided this run (None: the policy's thresholds)
 
     @property
     def accepted(self) -> AttemptRecord | None:

@@ -110,7 +110,7 @@ _INSERT_ATTEMPT = (
 _RUN_COLUMNS = (
     "run_id", "created_at", "step", "contract_digest", "messages", "outcome", "reason", "rung",
     "placement", "text", "value", "latency_s", "cost_usd", "prompt_tokens", "completion_tokens", "tags",
-    "contract", "step_key", "episode_id", "config_digest",
+    "contract", "step_key", "episode_id", "config_digest", "gate_version",
 )  # fmt: skip
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 
@@ -303,6 +303,7 @@ class TraceStore(LabelsMixin):
                         result.step_key or step_key(result.step, result.contract_digest),
                         result.episode_id,
                         result.config_digest,
+                        result.gate_version,
                     ),
                 )
                 for attempt in result.attempts:
@@ -386,7 +387,7 @@ class TraceStore(LabelsMixin):
                     f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.contract, r.messages, r.text, r.value, "
                     f"({_LATEST_FEEDBACK.format(col='l.note')}) AS feedback_note, "
                     f"({_LATEST_FEEDBACK.format(col='l.created_at')}) AS feedback_at, "
-                    "r.step_key, r.episode_id, r.config_digest FROM runs r WHERE r.run_id = ?",
+                    "r.step_key, r.episode_id, r.config_digest, r.gate_version FROM runs r WHERE r.run_id = ?",
                     (run_id,),
                 ).fetchone()
                 attempts = conn.execute(
@@ -409,6 +410,7 @@ class TraceStore(LabelsMixin):
             step_key=row["step_key"] or step_key(row["step"], row["contract_digest"]),
             episode_id=row["episode_id"],
             config_digest=row["config_digest"],
+            gate_version=row["gate_version"],
         )
 
     def match_run_ids(self, prefix: str, limit: int = 10) -> list[str]:

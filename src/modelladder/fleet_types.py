@@ -32,6 +32,9 @@ class Policy:
     ``accept_truncated``: an output cut by ``max_tokens`` is judged on its contract instead
     of escalating (free-text chat, where the caller chose the length and expects
     ``finish_reason="length"``, as an OpenAI endpoint gives it).
+    ``shadow_rate``: the share of accepted edge answers that are also asked of the next
+    eligible rung in the background, the agreement recorded as a ``teacher`` label (0: off).
+    Never off the edge for ``edge_only`` steps, never delaying the caller.
     """
 
     min_mean_logprob: float | None = None
@@ -42,6 +45,11 @@ class Policy:
     max_attempts: int | None = None
     first_rung: str | None = None
     accept_truncated: bool = False
+    shadow_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.shadow_rate <= 1.0:
+            raise ValueError(f"shadow_rate must be within [0, 1], not {self.shadow_rate!r}")
 
     def merged(self, **overrides: Any) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -136,6 +136,7 @@ def attempt_record(a: Attempt) -> dict[str, Any]:
         "mean_logprob": c.mean_logprob if c is not None else None,
         "min_logprob": c.min_logprob if c is not None else None,
         "n_value_tokens": c.n_value_tokens if c is not None else None,
+        "signals": c.signals() if c is not None else {},  # low quantiles, first choice: the learned gate's
         "latency_s": a.latency_s,
         "cost_usd": a.cost_usd,
         "prompt_tokens": a.prompt_tokens,

@@ -47,6 +47,23 @@ class Verdict:
         return cls(ok=False, reason=reason, detail=detail, value=value)
 
 
+def canonical_json(value: Any) -> str:
+    """One spelling per JSON value: keys sorted, integral floats as integers, strings as given."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {str(k): norm(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [norm(x) for x in v]
+        return v
+
+    return json.dumps(norm(value), sort_keys=True, ensure_ascii=False, default=str)
+
+
 # An extra check runs after the structural validation passed. It gets the parsed value and
 # the step's input messages and returns None (pass) or a failure detail string.
 CheckFn = Callable[[Any, Sequence[dict[str, Any]]], "str | None"]
@@ -111,6 +128,12 @@ class Contract(ABC):
     @abstractmethod
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description; its digest identifies the contract in traces."""
+
+    def equivalent(self, a: Any, b: Any) -> bool:
+        """Whether two parsed values are the same answer under this contract (teacher labels:
+        a larger rung agreeing with a smaller one). Default: equal canonical JSON (keys sorted),
+        which is "the same label" for a choice and "equal JSON" for a schema."""
+        return canonical_json(a) == canonical_json(b)
 
     def digest(self) -> str:
         blob = json.dumps(

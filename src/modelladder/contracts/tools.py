@@ -31,7 +31,7 @@ from modelladder.contracts._common import (
     format_error,
     loads_strict,
 )
-from modelladder.contracts.base import Contract, ContractError, Verdict
+from modelladder.contracts.base import Contract, ContractError, Verdict, canonical_json
 
 __all__ = ["ToolCalls", "normalize_tool", "render_calls", "render_tools"]
 
@@ -333,6 +333,21 @@ class ToolCalls(Contract):
                     "schema_violation", f"{c['name']}: " + format_error(err, "arguments"), calls
                 )
         return Verdict.passed(calls)
+
+    def equivalent(self, a: Any, b: Any) -> bool:
+        """The same tool calls after argument normalisation: arguments compared as canonical
+        JSON with ``null`` arguments dropped (an omitted optional argument and an explicit
+        ``null`` mean the same call) and strings stripped; parallel calls compared as a multiset."""
+
+        def norm(calls: Any) -> list[str]:
+            out = []
+            for c in calls or []:
+                args = {k: (v.strip() if isinstance(v, str) else v)
+                        for k, v in (c.get("arguments") or {}).items() if v is not None}  # fmt: skip
+                out.append(canonical_json({"name": c.get("name"), "arguments": args}))
+            return sorted(out) if self.parallel else out
+
+        return norm(a) == norm(b)
 
     def instructions(self) -> str:
         how_many = "one or more function/tool calls" if self.parallel else "exactly one function/tool call"

@@ -226,7 +226,10 @@ def create_app(
     keys = config.api_keys if config.api_keys is not None else load_api_keys(config.key_file)
     owns_store = store is None
     store = store if store is not None else TraceStore()
-    ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory)
+    from modelladder.learning import StoreGate  # the calibrated gate per step, new versions picked up live
+
+    ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory,
+                    gate=StoreGate(store))  # fmt: skip
     gw = Gateway(ladder, store, config, owns_store)
 
     @contextlib.asynccontextmanager

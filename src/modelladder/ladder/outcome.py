@@ -19,20 +19,51 @@ class UnresolvedError(RuntimeError):
     """Raised when code reads the value of a step that no rung could satisfy."""
 
 
+def _low_quantile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile of already sorted values, linearly interpolated (numpy's default)."""
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
 @dataclass(frozen=True)
 class Confidence:
-    """Confidence signals over the value tokens (tokens where the model had a real choice)."""
+    """Confidence signals over the value tokens (tokens where the model had a real choice).
+
+    Beside the mean and minimum, the low quantiles (``p10``/``p25``) and the log-probability
+    of the first free choice are kept for the learned gate: the mean is length-biased and the
+    minimum is one token's noise, while a low quantile sees "a few weak tokens"
+    (arXiv 2404.10136). ``None`` on records made before they were measured.
+    """
 
     mean_logprob: float | None
     min_logprob: float | None
     n_value_tokens: int
+    p10_logprob: float | None = None
+    p25_logprob: float | None = None
+    first_logprob: float | None = None
 
     @classmethod
     def from_logprobs(cls, logprobs: list[float], free: list[bool]) -> Confidence:
         values = [lp for lp, f in zip(logprobs, free, strict=False) if f] if free else list(logprobs)
         if not values:
             return cls(None, None, 0)
-        return cls(sum(values) / len(values), min(values), len(values))
+        ordered = sorted(values)
+        return cls(
+            sum(values) / len(values),
+            ordered[0],
+            len(values),
+            p10_logprob=_low_quantile(ordered, 0.10),
+            p25_logprob=_low_quantile(ordered, 0.25),
+            first_logprob=values[0],
+        )
+
+    def signals(self) -> dict[str, float]:
+        """The extra signals as stored beside the mean and minimum (only those measured)."""
+        extra = {"p10_logprob": self.p10_logprob, "p25_logprob": self.p25_logprob,
+                 "first_logprob": self.first_logprob}  # fmt: skip
+        return {k: v for k, v in extra.items() if v is not None}
 
 
 @dataclass
@@ -71,6 +102,13 @@ class StepResult:
     latency_s: float = 0.0
     tags: dict[str, str] = field(default_factory=dict)
     contract: dict[str, Any] | None = None  # {"kind", "spec"} of the step's contract
+    # What learning keys on (the step name, else "contract:<digest>"), the agent conversation
+    # this step belongs to, and a digest of the configuration that decided it (fleet, policy,
+    # gate version), so every decision can be traced back to what made it.
+    step_key: str | None = None
+    episode_id: str | None = None
+    config_digest: str | None = None
+    gate_version: int | None = None
 
     outcome: str = field(default="", init=False)
 

@@ -5,11 +5,15 @@ attempts so far. No models, no clocks, no I/O -- so every branch is tested witho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelladder.fleet_types import Policy, Rung
 from modelladder.ladder.outcome import Attempt
 
-__all__ = ["Policy", "Stop", "TryRung", "eligible_rungs", "judge", "next_action"]
+if TYPE_CHECKING:
+    from modelladder.ladder.gate import GateVerdict
+
+__all__ = ["Policy", "Stop", "TryRung", "eligible_rungs", "judge", "next_action", "shadow_rung"]
 
 
 def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
@@ -34,9 +38,14 @@ def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
     return ordered
 
 
-def judge(attempt: Attempt, policy: Policy) -> str | None:
+def judge(attempt: Attempt, policy: Policy, gate: GateVerdict | None = None) -> str | None:
     """Why this attempt must not be accepted, or ``None`` if it passes. The order is the
-    order of trust: a backend error, then truncation, then the contract, then confidence."""
+    order of trust: a backend error, then truncation, then the contract, then confidence.
+
+    ``gate``: a calibrated gate's verdict on this attempt. When there is one it *replaces* the
+    log-probability thresholds: its guarantee was measured on contract-passing answers with no
+    other filter, and keeping a subset of the accepted answers by another rule would not keep it.
+    """
     if attempt.error is not None:
         return f"backend:{attempt.error}"
     if attempt.finish_reason == "length" and not policy.accept_truncated:
@@ -44,6 +53,8 @@ def judge(attempt: Attempt, policy: Policy) -> str | None:
     if attempt.verdict is None or not attempt.verdict.ok:
         reason = attempt.verdict.reason if attempt.verdict is not None else "not_validated"
         return f"contract:{reason}"
+    if gate is not None:
+        return None if gate.accept else gate.reason
     conf = attempt.confidence
     if conf is not None and conf.n_value_tokens > 0:
         if policy.min_mean_logprob is not None and conf.mean_logprob is not None and conf.mean_logprob < policy.min_mean_logprob:
@@ -51,6 +62,26 @@ def judge(attempt: Attempt, policy: Policy) -> str | None:
         if policy.min_token_logprob is not None and conf.min_logprob is not None and conf.min_logprob < policy.min_token_logprob:
             return "low_confidence:min"
     return None
+
+
+def shadow_rung(policy: Policy, rungs: list[Rung], accepted: Attempt, draw: float) -> Rung | None:
+    """The rung that checks an accepted answer in the background, or ``None``.
+
+    ``draw`` is a number in [0, 1) fixed per run (a hash of its id, so a replay shadows the
+    same runs). Only edge answers are shadowed, by the next eligible rung above the accepting
+    one; ``eligible_rungs`` already drops non-edge rungs for ``edge_only`` steps, so such a step
+    is shadowed by a larger edge rung or not at all -- its data never leaves the edge.
+    """
+    if policy.shadow_rate <= 0.0 or draw >= policy.shadow_rate or accepted.placement != "edge":
+        return None
+    eligible = eligible_rungs(policy, rungs)
+    names = [r.name for r in eligible]
+    if accepted.rung not in names:
+        return None
+    above = eligible[names.index(accepted.rung) + 1 :]
+    if policy.edge_only:  # eligible_rungs enforces it; say it again where data would leave
+        above = [r for r in above if r.placement == "edge"]
+    return above[0] if above else None
 
 
 @dataclass(frozen=True)

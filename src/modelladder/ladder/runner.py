@@ -6,15 +6,22 @@ delegated to the pure functions in :mod:`modelladder.ladder.policy`.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
+from modelladder.ladder.gate import Gate, GateVerdict
+from modelladder.ladder.keys import step_key
 from modelladder.ladder.outcome import Attempt, Confidence, Resolved, StepResult, Unresolved
-from modelladder.ladder.policy import Policy, Stop, judge, next_action
+from modelladder.ladder.policy import Policy, Stop, judge, next_action, shadow_rung
 from modelladder.ladder.step import Step
 
 if TYPE_CHECKING:
@@ -24,6 +31,28 @@ __all__ = ["AttemptHook", "BackendFactory", "Ladder", "TraceSink", "validate_mes
 
 BackendFactory = Callable[["Rung"], Backend]
 AttemptHook = Callable[[Attempt], None]
+log = logging.getLogger("modelladder.ladder")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def derive_episode_id(messages: list[dict[str, Any]]) -> str:
+    """An episode (one agent conversation) id from the conversation's prefix: every message up
+    to and including the first user message. Later turns of the same conversation repeat that
+    prefix, so they land in the same episode when the caller names none."""
+    prefix: list[dict[str, Any]] = []
+    for m in messages:
+        prefix.append({"role": m.get("role"), "content": m.get("content")})
+        if m.get("role") == "user":
+            break
+    return "ep-" + _digest(prefix)
+
+
+def _draw(run_id: str) -> float:
+    """A number in [0, 1) fixed by the run id: which runs are shadowed is reproducible."""
+    return int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) / 2**32
 
 
 @runtime_checkable
@@ -63,6 +92,7 @@ class Ladder:
         backends: Mapping[str, Backend] | None = None,
         backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        gate: Gate | None = None,
     ):
         if fleet is None:
             from modelladder.fleet import load_fleet  # lazy: reading a fleet consults the backend registry
@@ -73,6 +103,10 @@ class Ladder:
         self._backends: dict[str, Backend] = dict(backends or {})
         self._factory = backend_factory
         self._clock = clock
+        self.gate = gate
+        self._fleet_digest = _digest([asdict(r) for r in fleet.rungs])
+        self._shadow_pool: ThreadPoolExecutor | None = None
+        self._shadows: list[Future[None]] = []
 
     def backend(self, rung: Rung) -> Backend:
         if rung.name not in self._backends:
@@ -100,6 +134,7 @@ class Ladder:
         run_id: str | None = None,
         on_attempt: AttemptHook | None = None,
         params: GenerationParams | None = None,
+        episode_id: str | None = None,
     ) -> Resolved | Unresolved:
         """Run ``step`` on ``messages``. Never raises for a model failure: the result is
         :class:`Resolved` (validated value) or :class:`Unresolved` (every attempt, no value)."""
@@ -113,10 +148,13 @@ class Ladder:
         run_id = run_id or uuid.uuid4().hex
         digest = step.contract.digest() if step.contract is not None else None
         contract = {"kind": step.contract.kind, "spec": step.contract.spec()} if step.contract is not None else None
+        key = step_key(step.name, digest)
         # The trace keeps the messages as the model got them (with the step's system text)
         # and the contract itself: together they are a complete training example.
         common: dict[str, Any] = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
-                      tags=dict(tags or {}), contract=contract)
+                      tags=dict(tags or {}), contract=contract, step_key=key,
+                      episode_id=episode_id or derive_episode_id(messages))
+        gate_version: int | None = None
 
         while True:
             action = next_action(pol, rungs, attempts, self._clock() - start)
@@ -127,7 +165,10 @@ class Ladder:
                 break
             attempt = self._attempt(step, prompt, action.rung, len(attempts), base_params, action.timeout_s)
             attempts.append(attempt)
-            reason = judge(attempt, pol)
+            verdict = self._assess(key, digest, attempt)
+            if verdict is not None:
+                gate_version = verdict.version
+            reason = judge(attempt, pol, verdict)
             if reason is None:
                 attempt.accepted = True
             else:
@@ -137,9 +178,72 @@ class Ladder:
             if attempt.accepted:
                 result = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
                 break
+        result.gate_version = gate_version
+        result.config_digest = _digest(
+            {"fleet": self._fleet_digest, "policy": asdict(pol), "gate_version": gate_version}
+        )
         if self.store is not None:
             self.store.record(result)
+            if isinstance(result, Resolved):
+                self._maybe_shadow(step, prompt, rungs, pol, result, base_params)
         return result
+
+    def _assess(self, key: str, digest: str | None, attempt: Attempt) -> GateVerdict | None:
+        """The gate's verdict on a contract-passing attempt; a failing gate escalates, never crashes."""
+        if self.gate is None or attempt.verdict is None or not attempt.verdict.ok:
+            return None
+        try:
+            return self.gate.assess(key, digest, attempt)
+        except Exception as exc:
+            log.error("gate failed on step %s (%s: %s); escalating", key, type(exc).__name__, exc)
+            return GateVerdict(False, "gate:error", version=0)
+
+    # -- shadow checks --------------------------------------------------------------------------
+
+    def _maybe_shadow(
+        self,
+        step: Step,
+        prompt: list[dict[str, Any]],
+        rungs: list[Rung],
+        pol: Policy,
+        result: Resolved,
+        params: GenerationParams,
+    ) -> None:
+        """Queue a background check of an accepted edge answer (the caller already has it)."""
+        rung = shadow_rung(pol, rungs, result.accepted, _draw(result.run_id))
+        if rung is None:
+            return
+        if self._shadow_pool is None:
+            self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelladder-shadow")
+        self._shadows = [f for f in self._shadows if not f.done()]
+        self._shadows.append(self._shadow_pool.submit(self._shadow, step, prompt, rung, result, params))
+
+    def _shadow(self, step: Step, prompt: list[dict[str, Any]], rung: Rung, result: Resolved,
+                params: GenerationParams) -> None:  # fmt: skip
+        accepted = result.accepted
+        try:
+            check = self._attempt(step, prompt, rung, accepted.index + 1, params, None)
+            if check.verdict is None or not check.verdict.ok:
+                return  # the teacher itself failed: no label
+            if step.contract is not None:
+                agree = step.contract.equivalent(accepted.value, check.value)
+            else:
+                agree = accepted.text.strip() == check.text.strip()
+            self.store.add_label(  # type: ignore[union-attr]
+                result.run_id, attempt_idx=accepted.index, kind="correct", value=float(agree),
+                source="teacher", note="shadow",
+                detail={"rung": rung.name, "placement": rung.placement, "cost_usd": check.cost_usd,
+                        "latency_s": check.latency_s, "text": check.text[:2000]},
+            )  # fmt: skip
+        except Exception as exc:  # a shadow check must never break anything
+            log.warning("shadow check of run %s on %s failed: %s: %s", result.run_id, rung.name,
+                        type(exc).__name__, exc)  # fmt: skip
+
+    def drain_shadows(self, timeout_s: float | None = None) -> None:
+        """Wait for queued shadow checks (tests, and before closing a store)."""
+        for f in list(self._shadows):
+            f.result(timeout=timeout_s)
+        self._shadows = [f for f in self._shadows if not f.done()]
 
     def _attempt(
         self,

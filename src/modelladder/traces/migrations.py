@@ -94,6 +94,57 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE runs ADD COLUMN contract TEXT;
         """,
     ),
+    Migration(
+        4,
+        "append-only labels, episode and config digest per run, gate signals, versioned calibrations",
+        # Labels are rows, never an UPDATE over the last one: every label keeps its source and
+        # time, so a gate can be refitted on exactly what was known when. The feedback columns
+        # of version 2 stay (SQLite cannot drop a CHECKed column in place) but are no longer
+        # written; their values move here as 'feedback' rows.
+        """
+        CREATE TABLE labels (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id      TEXT REFERENCES runs (run_id) ON DELETE CASCADE,
+            attempt_idx INTEGER,
+            episode_id  TEXT,
+            kind        TEXT NOT NULL,
+            value       REAL NOT NULL,
+            source      TEXT NOT NULL CHECK (source IN ('teacher', 'feedback', 'checker')),
+            note        TEXT,
+            detail      TEXT,
+            created_at  TEXT NOT NULL,
+            CHECK (run_id IS NOT NULL OR episode_id IS NOT NULL)
+        );
+        CREATE INDEX labels_run ON labels (run_id, attempt_idx);
+        CREATE INDEX labels_episode ON labels (episode_id);
+        CREATE INDEX labels_created_at ON labels (created_at);
+        INSERT INTO labels (run_id, attempt_idx, kind, value, source, note, created_at)
+            SELECT run_id, NULL, 'success', feedback_success, 'feedback', feedback_note,
+                   COALESCE(feedback_at, created_at)
+            FROM runs WHERE feedback_success IS NOT NULL ORDER BY feedback_at, rowid;
+        ALTER TABLE runs ADD COLUMN step_key TEXT;
+        ALTER TABLE runs ADD COLUMN episode_id TEXT;
+        ALTER TABLE runs ADD COLUMN config_digest TEXT;
+        ALTER TABLE runs ADD COLUMN gate_version INTEGER;
+        UPDATE runs SET step_key = CASE
+            WHEN step = 'default' AND contract_digest IS NOT NULL THEN 'contract:' || contract_digest
+            ELSE step END;
+        CREATE INDEX runs_step_key ON runs (step_key, created_at);
+        CREATE INDEX runs_episode ON runs (episode_id);
+        ALTER TABLE attempts ADD COLUMN signals TEXT;
+        CREATE TABLE calibrations (
+            version         INTEGER PRIMARY KEY AUTOINCREMENT,
+            step_key        TEXT NOT NULL,
+            contract_digest TEXT,
+            created_at      TEXT NOT NULL,
+            alpha           REAL NOT NULL CHECK (alpha > 0 AND alpha < 1),
+            confidence      REAL NOT NULL CHECK (confidence > 0 AND confidence < 1),
+            certified       INTEGER NOT NULL CHECK (certified IN (0, 1)),
+            body            TEXT NOT NULL
+        );
+        CREATE INDEX calibrations_step ON calibrations (step_key, version);
+        """,
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

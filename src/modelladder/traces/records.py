@@ -40,6 +40,7 @@ class AttemptRecord:
     error_detail: str | None
     escalation_reason: str | None
     accepted: bool
+    signals: dict[str, float] = field(default_factory=dict)  # extra gate signals (Confidence.signals)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -53,7 +54,7 @@ class AttemptRecord:
 
         if self.n_value_tokens is None:
             return None
-        return Confidence(self.mean_logprob, self.min_logprob, self.n_value_tokens)
+        return Confidence(self.mean_logprob, self.min_logprob, self.n_value_tokens, **self.signals)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class RunRecord(RunSummary):
     feedback_at: datetime | None
     attempts: list[AttemptRecord] = field(default_factory=list)
     contract: dict[str, Any] | None = None  # {"kind", "spec"}: rebuild with contracts.contract_from_spec
+    step_key: str | None = None  # what learning keys on: the step name, else "contract:<digest>"
+    episode_id: str | None = None
+    config_digest: str | None = None
+    gate_version: int | None = None  # the calibration that decided this run (None: the policy's thresholds)
 
     @property
     def accepted(self) -> AttemptRecord | None:

@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from modelladder.ladder.keys import step_key
 from modelladder.traces.errors import TraceStoreError, UnknownRunError
+from modelladder.traces.labels import LabelsMixin
 from modelladder.traces.migrations import current_version, migrate
 from modelladder.traces.paths import default_traces_path
 from modelladder.traces.records import AttemptRecord, RunRecord, RunSummary
@@ -86,14 +88,21 @@ def _filters(step: str | None, outcome: str | None, tag: tuple[str, str] | None)
 _SUMMARY_COLUMNS = """
     r.run_id, r.created_at, r.step, r.outcome, r.reason, r.rung, r.placement,
     (SELECT COUNT(*) FROM attempts a WHERE a.run_id = r.run_id) AS n_attempts,
-    r.latency_s, r.cost_usd, r.prompt_tokens, r.completion_tokens, r.tags, r.feedback_success
+    r.latency_s, r.cost_usd, r.prompt_tokens, r.completion_tokens, r.tags,
+    (SELECT CAST(l.value AS INTEGER) FROM labels l WHERE l.run_id = r.run_id AND l.source = 'feedback'
+     AND l.kind = 'success' ORDER BY l.id DESC LIMIT 1) AS feedback_success
 """
+# the latest feedback label of a run (labels are append-only; the newest one is in force)
+_LATEST_FEEDBACK = (
+    "SELECT {col} FROM labels l WHERE l.run_id = r.run_id AND l.source = 'feedback' "
+    "AND l.kind = 'success' ORDER BY l.id DESC LIMIT 1"
+)
 
 _ATTEMPT_COLUMNS = (
     "run_id", "idx", "rung", "placement", "text", "value", "verdict_ok", "verdict_reason",
     "verdict_detail", "mean_logprob", "min_logprob", "n_value_tokens", "prompt_tokens",
     "completion_tokens", "cached_prompt_tokens", "latency_s", "cost_usd", "finish_reason", "error",
-    "error_detail", "escalation_reason", "accepted",
+    "error_detail", "escalation_reason", "accepted", "signals",
 )  # fmt: skip
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
@@ -103,7 +112,7 @@ _INSERT_ATTEMPT = (
 _RUN_COLUMNS = (
     "run_id", "created_at", "step", "contract_digest", "messages", "outcome", "reason", "rung",
     "placement", "text", "value", "latency_s", "cost_usd", "prompt_tokens", "completion_tokens", "tags",
-    "contract",
+    "contract", "step_key", "episode_id", "config_digest", "gate_version",
 )  # fmt: skip
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 
@@ -150,10 +159,11 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
         error_detail=row["error_detail"],
         escalation_reason=row["escalation_reason"],
         accepted=bool(row["accepted"]),
+        signals=_loads(row["signals"]) or {},
     )
 
 
-class TraceStore:
+class TraceStore(LabelsMixin):
     """A SQLite trace store. ``path=None`` means ``data_dir() / "traces.sqlite"``; ``":memory:"``
     gives a private in-memory store. With ``create=False`` a missing file is an error instead of
     being created. Opening upgrades an older schema; a newer one raises :class:`SchemaVersionError`.
@@ -292,6 +302,10 @@ class TraceStore:
                         int(result.completion_tokens),
                         _dumps(result.tags or {}, "tags", run_id),
                         _dumps(result.contract, "contract", run_id) if result.contract is not None else None,
+                        result.step_key or step_key(result.step, result.contract_digest),
+                        result.episode_id,
+                        result.config_digest,
+                        result.gate_version,
                     ),
                 )
                 for attempt in result.attempts:
@@ -329,17 +343,13 @@ class TraceStore:
             a.error_detail or None,
             a.escalation_reason,
             int(bool(a.accepted)),
+            _dumps(c.signals(), f"attempt {a.index} signals", run_id) if c is not None and c.signals() else None,
         )
 
     def record_feedback(self, run_id: str, success: bool, note: str | None = None) -> None:
-        """Attach (or replace) human/downstream feedback on a run. Unknown id: :class:`UnknownRunError`."""
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE runs SET feedback_success = ?, feedback_note = ?, feedback_at = ? WHERE run_id = ?",
-                (int(bool(success)), note, _now(), run_id),
-            )
-            if cur.rowcount == 0:
-                raise UnknownRunError(f"no run with id {run_id!r} in the trace store {self.path}")
+        """Append human/downstream feedback on a run as a ``feedback`` label (the latest one is
+        in force; earlier ones stay). Unknown id: :class:`UnknownRunError`."""
+        self.add_label(run_id, kind="success", value=float(bool(success)), source="feedback", note=note)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -376,8 +386,10 @@ class TraceStore:
             conn.execute("BEGIN")  # one snapshot for the run and its attempts
             try:
                 row = conn.execute(
-                    f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.contract, r.messages, r.text, "
-                    "r.value, r.feedback_note, r.feedback_at FROM runs r WHERE r.run_id = ?",
+                    f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.contract, r.messages, r.text, r.value, "
+                    f"({_LATEST_FEEDBACK.format(col='l.note')}) AS feedback_note, "
+                    f"({_LATEST_FEEDBACK.format(col='l.created_at')}) AS feedback_at, "
+                    "r.step_key, r.episode_id, r.config_digest, r.gate_version FROM runs r WHERE r.run_id = ?",
                     (run_id,),
                 ).fetchone()
                 attempts = conn.execute(
@@ -397,6 +409,10 @@ class TraceStore:
             feedback_note=row["feedback_note"],
             feedback_at=datetime.fromisoformat(row["feedback_at"]) if row["feedback_at"] else None,
             attempts=[_attempt(a) for a in attempts],
+            step_key=row["step_key"] or step_key(row["step"], row["contract_digest"]),
+            episode_id=row["episode_id"],
+            config_digest=row["config_digest"],
+            gate_version=row["gate_version"],
         )
 
     def match_run_ids(self, prefix: str, limit: int = 10) -> list[str]:
@@ -437,7 +453,7 @@ class TraceStore:
         if not include_unresolved:
             clauses.append("r.outcome = 'resolved'")
         if exclude_failed_feedback:
-            clauses.append("(r.feedback_success IS NULL OR r.feedback_success = 1)")
+            clauses.append(f"COALESCE(({_LATEST_FEEDBACK.format(col='l.value')}), 1) = 1")
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         sql = (
             "SELECT r.run_id, r.created_at, r.step, r.contract_digest, r.messages, r.outcome, r.rung, "

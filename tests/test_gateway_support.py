@@ -65,6 +65,8 @@ class Scripted:
         self._lock = threading.Lock()
 
     def _default(self, messages: list[dict[str, Any]], contract: Any, params: GenerationParams) -> str:
+        if isinstance(contract, ToolCalls) and not contract.calls:  # the loop guard's answer-only retry
+            return json.dumps({"name": "Bob", "age": 30}) if contract.answer is not True else "echo answer"
         if isinstance(contract, ToolCalls):
             tool = next(t for t in contract.tools if t["name"] in contract._allowed)
             arg = next(iter(tool["parameters"].get("properties", {})), None)

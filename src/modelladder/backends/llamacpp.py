@@ -216,6 +216,9 @@ class LlamaCppBackend:
         free: list[bool] = []
         finish = "length"
         mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32) if matcher is not None else None
+        # Stop strings end free text: a free-text step, or the text branch of call-or-answer
+        # (the grammar leaves that branch open-ended, the turn marker closes it).
+        watch_stops = bool(stops) and (matcher is None or getattr(contract, "answer", False) is True)
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError("timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s")
@@ -261,7 +264,7 @@ class LlamaCppBackend:
                 free.pop()
                 break
             out.append(tok)
-            if matcher is None and stops:
+            if watch_stops:
                 text_so_far = llm.detokenize(out).decode("utf-8", "ignore")
                 if any(s in text_so_far for s in stops):
                     finish = "stop"

@@ -8,6 +8,13 @@ A decline is ``<tool_call>[]</tool_call>`` (only when ``allow_no_call``). ``pars
 little wider than the grammar, for remote models: a plain-text reply with no
 ``<tool_call>`` is a decline (when declining is allowed), and several ``<tool_call>``
 blocks, each holding a list of calls or one call object, are concatenated.
+
+*Call or answer* (``answer=``): the output is either calls or an :class:`Answer` -- free
+text, or JSON valid under a :class:`~modelladder.contracts.JsonSchema`. This is what
+OpenAI's ``tool_choice="auto"`` means, and what lets an agent loop end: after the tool
+results, the model answers. The local grammar offers both branches; a text answer may not
+start with ``<`` (so the two branches part at the first character), a JSON answer is the
+schema's own grammar.
 """
 
 from __future__ import annotations
@@ -32,10 +39,35 @@ from modelladder.contracts._common import (
     loads_strict,
 )
 from modelladder.contracts.base import Contract, ContractError, Verdict
+from modelladder.contracts.json_schema import JsonSchema
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.S)
 _EMPTY_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}
+_EMPTY_CALLS = re.compile(re.escape(OPEN) + r"\s*\[\s*\]\s*" + re.escape(CLOSE))
+# A free-text answer: anything that does not start with "<" or whitespace, so that the
+# decoder's first character already says "call" or "answer".
+_TEXT_ANSWER = r"/[^<\s][\s\S]*/"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A call-or-answer step's output when the model answered instead of calling.
+
+    ``text`` is the answer as written; ``value`` is what the answer contract made of it:
+    the stripped text for a free-text answer, the parsed JSON (or Pydantic instance) for a
+    :class:`~modelladder.contracts.JsonSchema` answer. ``free`` is True for free text.
+    """
+
+    text: str
+    value: Any
+    free: bool
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        """The JSON form traces store (the trace store serialises anything with ``model_dump``)."""
+        dump = getattr(self.value, "model_dump", None)
+        value = dump(mode=mode) if callable(dump) and not isinstance(self.value, type) else self.value
+        return {"answer": value}
 
 
 def _shape(tool: Any) -> dict[str, Any]:
@@ -139,16 +171,26 @@ class ToolCalls(Contract):
     ``parallel``: more than one call allowed. ``allow_no_call``: declining (no call) allowed.
     ``tool_choice``: ``"auto"``; ``"required"`` (makes ``allow_no_call`` False); a tool name or
     ``{"type": "function", "function": {"name": X}}`` (only X may be called, and it must be
-    called, as in OpenAI). ``"none"`` is refused: a step that must not call tools is a
-    free-text step (``contract=None``).
+    called, as in OpenAI); ``"none"`` only together with ``answer`` (the answer branch alone:
+    what the loop guard falls back to). Without ``answer``, a step that must not call tools is
+    a free-text step (``contract=None``).
 
-    Verdict value: ``[{"name": str, "arguments": dict}, ...]``; ``[]`` is a decline.
+    ``answer``: ``True`` (call or answer in free text) or a :class:`JsonSchema` (call, or
+    answer with JSON valid under it: OpenAI's ``tools`` together with ``response_format``).
+    Two kinds of "no call", for two uses: ``allow_no_call`` is a *decline* (the value is
+    ``[]``, a pipeline step's machine-readable "no tool serves this", as BFCL's irrelevance
+    items want); ``answer`` is a *reply* (the value is an :class:`Answer`, a chat turn's final
+    word). A step has one or the other.
+
+    Verdict value: ``[{"name": str, "arguments": dict}, ...]``; ``[]`` is a decline; an
+    :class:`Answer` is an answer.
     """
 
     tools: Sequence[dict[str, Any]]
     parallel: bool = False
     allow_no_call: bool = False
     tool_choice: str | dict[str, Any] = "auto"
+    answer: bool | JsonSchema = False
     kind: str = field(default="tool_calls", init=False)
 
     _allowed: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -180,12 +222,27 @@ class ToolCalls(Contract):
             choice = fn["name"]
         if not isinstance(choice, str):
             raise ContractError(f"tool_choice must be a string or dict, got {type(choice).__name__}")
-        if choice == "none":
+        answer = self.answer
+        if not (answer is False or answer is True or isinstance(answer, JsonSchema)):
+            raise ContractError(
+                f"answer must be True (a free-text answer) or a JsonSchema contract, got {type(answer).__name__}"
+            )
+        if choice == "none" and answer is False:
             raise ContractError(
                 "tool_choice='none' means the step must not call tools; declare it as a "
-                "free-text step (contract=None) instead of a ToolCalls contract"
+                "free-text step (contract=None), or give answer=True / answer=JsonSchema(...)"
             )
-        if choice in ("auto", "required"):
+        if answer is not False and choice not in ("auto", "none"):
+            raise ContractError(
+                f"tool_choice={choice!r} forces a call, so the step cannot answer instead; "
+                "use tool_choice='auto' with answer=, or drop answer"
+            )
+        if answer is not False and self.allow_no_call:
+            raise ContractError(
+                "a step that may answer does not also decline with an empty call list; "
+                "give either allow_no_call=True (decline) or answer= (reply)"
+            )
+        if choice in ("auto", "required", "none"):
             allowed = tuple(names)
         elif choice in names:
             allowed = (choice,)
@@ -213,8 +270,48 @@ class ToolCalls(Contract):
     def _tools_allowed(self) -> list[dict[str, Any]]:
         return [t for t in self.tools if t["name"] in self._allowed]
 
+    @property
+    def answers(self) -> bool:
+        """Whether the step may answer instead of calling."""
+        return self.answer is not False
+
+    @property
+    def calls(self) -> bool:
+        """Whether the step may call at all (``tool_choice="none"`` may not)."""
+        return self.tool_choice != "none"
+
+    def answer_only(self) -> ToolCalls | None:
+        """The same step with calls ruled out (``tool_choice="none"``): what the loop guard
+        falls back to on the last rung. ``None`` when the step cannot answer."""
+        if not self.answers:
+            return None
+        if not self.calls:
+            return self
+        return ToolCalls(self.tools, parallel=self.parallel, tool_choice="none", answer=self.answer,
+                         checks=self.checks)  # fmt: skip
+
+    def decision(self, text: str) -> str | None:
+        """What the model chose, from its output text: ``"call"``, ``"answer"`` or
+        ``"decline"`` (``None`` for an empty output). Recorded per attempt, valid or not."""
+        body = text.strip()
+        if not body:
+            return None
+        if OPEN in body:
+            return "decline" if _EMPTY_CALLS.fullmatch(body) else "call"
+        return "answer" if self.answers else "decline"
+
+    def _answer_lark(self) -> str:
+        if isinstance(self.answer, JsonSchema):
+            schema = dict(self.answer.grammar_schema())
+            schema.setdefault("x-guidance", dict(JSON_GRAMMAR_OPTIONS))
+            return f"answer: %json {json.dumps(schema)}\n"
+        return f"answer: TEXT\nTEXT: {_TEXT_ANSWER}\n"
+
     def _build_grammar(self, tools: Sequence[dict[str, Any]] | None = None) -> str:
-        """The grammar over ``tools`` (default: the tools ``tool_choice`` allows)."""
+        """The grammar over ``tools`` (default: the tools ``tool_choice`` allows), with the
+        answer branch beside the calls when the step may answer."""
+        if not self.calls:
+            return LLMatcher.grammar_from_lark("start: answer\n" + self._answer_lark())
         defs: dict[str, Any] = {}
         options = []
         for i, tool in enumerate(self._tools_allowed() if tools is None else tools):
@@ -233,7 +330,7 @@ class ToolCalls(Contract):
                 }
             )
         schema: dict[str, Any] = {"type": "array", "items": {"anyOf": options}}
-        if not self.allow_no_call:
+        if not self.allow_no_call:  # an answering step answers; it never sends an empty list
             schema["minItems"] = 1
         if not self.parallel:
             schema["maxItems"] = 1
@@ -241,6 +338,8 @@ class ToolCalls(Contract):
             schema["$defs"] = defs
         schema["x-guidance"] = dict(JSON_GRAMMAR_OPTIONS)
         lark = f"start: {json.dumps(OPEN)} calls {json.dumps(CLOSE)}\ncalls: %json {json.dumps(schema)}\n"
+        if self.answers:
+            lark = "start: call_block | answer\n" + lark.replace("start:", "call_block:", 1) + self._answer_lark()
         return LLMatcher.grammar_from_lark(lark)
 
     def grammar(self) -> str:
@@ -259,9 +358,33 @@ class ToolCalls(Contract):
         except ContractError:  # a very long text outgrows llguidance's lexer limit: do not narrow
             return self._grammar
 
+    def _parse_answer(self, body: str) -> Verdict:
+        if isinstance(self.answer, JsonSchema):
+            inner = self.answer.parse(body)
+            if not inner.ok:
+                return Verdict.failed(inner.reason or "schema_violation", f"the answer: {inner.detail}")
+            return Verdict.passed(Answer(body, inner.value, free=False))
+        return Verdict.passed(Answer(body, body, free=True))
+
+    def validate(self, text: str, messages: Sequence[dict[str, Any]] = ()) -> Verdict:
+        """Calls get this contract's checks; an answer gets its answer contract's checks
+        (a check on call arguments has nothing to say about a reply)."""
+        if not self.answers or self.decision(text) != "answer":
+            return super().validate(text, messages)
+        if isinstance(self.answer, JsonSchema):
+            inner = self.answer.validate(text, messages)
+            if not inner.ok:
+                return Verdict.failed(inner.reason or "schema_violation", f"the answer: {inner.detail}", inner.value)
+            return Verdict.passed(Answer(text.strip(), inner.value, free=False))
+        return self.parse(text)
+
     def parse(self, text: str) -> Verdict:
         body = text.strip()
+        if not self.calls and OPEN in body:
+            return Verdict.failed("no_call_allowed", "the output calls a tool; this step must answer instead")
         if OPEN not in body:
+            if self.answers:
+                return self._parse_answer(body)
             if self.allow_no_call:
                 return Verdict.passed([])  # a plain-text refusal is a decline
             return Verdict.failed(
@@ -332,9 +455,27 @@ class ToolCalls(Contract):
                 )
         return Verdict.passed(calls)
 
+    def _answer_instructions(self) -> str:
+        if isinstance(self.answer, JsonSchema):
+            return "For your final answer: " + self.answer.instructions()
+        return "Write your final answer as plain text, without any <tool_call> tags."
+
     def instructions(self) -> str:
+        if not self.calls:
+            return (
+                "The tool results you need are in the conversation. Do not call any function now: "
+                + self._answer_instructions()
+            )
         how_many = "one or more function/tool calls" if self.parallel else "exactly one function/tool call"
-        if self.allow_no_call:
+        if self.answers:
+            # Call or answer: SmolLM2's trained function-calling prompt, with the way out that
+            # ends an agent loop spelled out (the result of a call is already in the chat).
+            refuse = (
+                "If a tool result in the conversation already answers the question, or no function fits, "
+                "do not call a function: answer the user directly. " + self._answer_instructions()
+            )
+            empty = " Use this format only when you call a function."
+        elif self.allow_no_call:
             refuse = (
                 "If none of the functions can be used, point it out and refuse to answer. "
                 "If the given question lacks the parameters required by the function, also point it out."
@@ -343,12 +484,13 @@ class ToolCalls(Contract):
         else:
             refuse, empty = "You must always call a function.", ""
         more = ",\n... (more tool calls as required)" if self.parallel else ""
+        which = "A function call" if self.answers else "The output"
         # The fixed text comes first and the tool list last, so calls of different tools
         # still share a long prompt prefix in the model's KV cache.
         return (
             "You are an expert in composing functions. You are given a question and a set of possible functions. "
             f"Based on the question, you will need to make {how_many} to achieve the purpose. {refuse}\n\n"
-            "The output MUST strictly adhere to the following format, and NO other text MUST be included.\n"
+            f"{which} MUST strictly adhere to the following format, and NO other text MUST be included.\n"
             f"The example format is as follows. Please make sure the parameter type is correct.{empty}\n"
             "<tool_call>[\n"
             '{"name": "func_name1", "arguments": {"argument1": "value1", "argument2": "value2"}}'
@@ -359,15 +501,20 @@ class ToolCalls(Contract):
     def openai_request(self) -> dict[str, Any]:
         # A step that must call gets "required" even under "auto": the remote model is told,
         # not just checked afterwards.
-        if self.tool_choice not in ("auto", "required"):
+        if self.tool_choice not in ("auto", "required", "none"):
             choice: Any = {"type": "function", "function": {"name": self.tool_choice}}
+        elif self.tool_choice == "none":
+            choice = "none"
         else:
-            choice = "auto" if self.allow_no_call else "required"
-        return {
+            choice = "auto" if self.allow_no_call or self.answers else "required"
+        out: dict[str, Any] = {
             "tools": [{"type": "function", "function": json.loads(json.dumps(t))} for t in self.tools],
             "tool_choice": choice,
             "parallel_tool_calls": self.parallel,
         }
+        if isinstance(self.answer, JsonSchema):  # OpenAI serves the pair: calls, then schema-shaped content
+            out.update(self.answer.openai_request())
+        return out
 
     def from_openai_message(self, message: dict[str, Any]) -> str:
         """``message["tool_calls"]`` -> canonical text; content only -> a decline, unless the
@@ -376,6 +523,8 @@ class ToolCalls(Contract):
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
             content = message.get("content") or ""
+            if self.answers and isinstance(content, str) and content.strip():
+                return content  # the reply is the answer
             return content if isinstance(content, str) and OPEN in content else OPEN + "[]" + CLOSE
         parts = []
         for tc in tool_calls:
@@ -392,9 +541,14 @@ class ToolCalls(Contract):
         return OPEN + "[" + ", ".join(parts) + "]" + CLOSE
 
     def spec(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "tools": list(self.tools),
             "parallel": self.parallel,
             "allow_no_call": self.allow_no_call,
             "tool_choice": self.tool_choice,
         }
+        if isinstance(self.answer, JsonSchema):  # only when set: older contracts keep their digest
+            out["answer"] = {"kind": "json_schema", "spec": self.answer.spec()}
+        elif self.answer:
+            out["answer"] = {"kind": "text"}
+        return out

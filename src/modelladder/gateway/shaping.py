@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from modelladder.contracts.tools import OPEN
+from modelladder.contracts.tools import OPEN, Answer
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.translate import Plan
 from modelladder.ladder.outcome import Resolved, Unresolved
@@ -55,6 +55,13 @@ def _apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 def message_for(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
     """The assistant message and ``finish_reason`` for an accepted result."""
     accepted = result.accepted
+    if plan.kind == "tools" and isinstance(result.value, Answer):  # "auto": the model answered
+        answer = result.value
+        if not answer.free:
+            return {"role": "assistant", "content": json.dumps(answer.value, ensure_ascii=False), "refusal": None}, "stop"
+        text, stopped = _apply_stop(answer.text, plan.stop)
+        finish = "length" if accepted.finish_reason == "length" and not stopped else "stop"
+        return {"role": "assistant", "content": text, "refusal": None}, finish
     if plan.kind == "tools":
         calls = result.value or []
         if calls:

@@ -32,18 +32,6 @@ LADDER = "ladder"
 DEFAULT_STEP = "default"
 
 
-class AutoToolCalls(ToolCalls):
-    """``tool_choice="auto"``: calls, or a decline. Differs from :class:`ToolCalls` only in
-    keeping a remote model's plain-text reply (the parent turns it into an empty decline,
-    losing the text the agent needs as its final answer)."""
-
-    def from_openai_message(self, message: dict[str, Any]) -> str:
-        content = message.get("content")
-        if not message.get("tool_calls") and isinstance(content, str) and content.strip():
-            return content
-        return super().from_openai_message(message)
-
-
 @dataclass(frozen=True)
 class Target:
     """What the request's ``model`` names: a step of the ladder, or one rung (``rung``)."""
@@ -137,14 +125,7 @@ def _build_contract(req: ChatCompletionRequest) -> tuple[Contract | None, str]:
     fmt = req.response_format
     wants_json = isinstance(fmt, ResponseFormatJsonObject | ResponseFormatJsonSchema)
     uses_tools = bool(tools) and choice != "none"
-    if uses_tools and wants_json:
-        raise APIError(
-            400,
-            "tools together with a JSON response_format is not supported by modelladder: the output "
-            "must satisfy one contract; send either tools or response_format",
-            "unsupported_combination",
-            param="response_format",
-        )
+    answer: JsonSchema | None = _json_contract(fmt) if wants_json else None
     if uses_tools:
         names = [t["function"]["name"] for t in tools]
         named = choice.function.name if choice is not None and not isinstance(choice, str) else None
@@ -156,29 +137,36 @@ def _build_contract(req: ChatCompletionRequest) -> tuple[Contract | None, str]:
         parallel = True if req.parallel_tool_calls is None else req.parallel_tool_calls
         try:
             if choice is None or choice == "auto":
-                return AutoToolCalls(tools, parallel=parallel, allow_no_call=True), "tools"
+                # "auto" is "call or answer": the answer is free text, or the response_format's JSON
+                return ToolCalls(tools, parallel=parallel, answer=answer or True), "tools"
+            # "required" / a named tool: a call, whatever response_format says about the final answer
             return ToolCalls(tools, parallel=parallel, tool_choice=named or "required"), "tools"
         except ContractError as exc:
             raise APIError(400, str(exc), "invalid_tools", param="tools") from None
         except Exception as exc:  # the grammar compiler may refuse exotic schemas in its own ways
             raise APIError(400, f"tools cannot be compiled: {exc}", "invalid_tools", param="tools") from None
-    if wants_json:
-        if isinstance(fmt, ResponseFormatJsonSchema):
-            spec = fmt.json_schema
-            schema: dict[str, Any] = spec.schema_ if spec.schema_ is not None else {}
-            name: str | None = spec.name
-        else:
-            schema, name = {"type": "object"}, "json_object"
-        try:
-            return JsonSchema(schema, name=name), "json"
-        except ContractError as exc:
-            raise APIError(400, str(exc), "invalid_json_schema", param="response_format") from None
-        except Exception as exc:
-            raise APIError(
-                400, f"response_format schema cannot be compiled: {exc}", "invalid_json_schema",
-                param="response_format",
-            ) from None  # fmt: skip
+    if answer is not None:
+        return answer, "json"
     return None, "text"
+
+
+def _json_contract(fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema) -> JsonSchema:
+    """``response_format`` -> :class:`JsonSchema` (or a 400 naming the schema's problem)."""
+    if isinstance(fmt, ResponseFormatJsonSchema):
+        spec = fmt.json_schema
+        schema: dict[str, Any] = spec.schema_ if spec.schema_ is not None else {}
+        name: str | None = spec.name
+    else:
+        schema, name = {"type": "object"}, "json_object"
+    try:
+        return JsonSchema(schema, name=name)
+    except ContractError as exc:
+        raise APIError(400, str(exc), "invalid_json_schema", param="response_format.json_schema.schema") from None
+    except Exception as exc:
+        raise APIError(
+            400, f"response_format schema cannot be compiled: {exc}", "invalid_json_schema",
+            param="response_format.json_schema.schema",
+        ) from None  # fmt: skip
 
 
 def _messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -238,6 +226,10 @@ def plan(req: ChatCompletionRequest, fleet: Fleet, *, max_tokens_limit: int, def
         policy = dataclasses.replace(
             policy, min_mean_logprob=None, min_token_logprob=None, accept_truncated=True
         )
+    elif isinstance(contract, ToolCalls) and contract.answer is True:
+        # Call or answer in free text: a text answer cut by max_tokens is what OpenAI gives
+        # (finish_reason "length"); a cut call fails its parse and escalates all the same.
+        policy = dataclasses.replace(policy, accept_truncated=True)
     step = Step(target.step, contract=contract, max_tokens=max_tokens)
     rungs = [r for r in fleet.rungs if r.step in (None, step.name)]
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from modelladder.contracts.tools import Answer
+from modelladder.ladder.loops import LOOP_REASON
 from modelladder.ladder.outcome import Attempt
 
 if TYPE_CHECKING:
@@ -65,7 +67,9 @@ def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
 
 def judge(attempt: Attempt, policy: Policy) -> str | None:
     """Why this attempt must not be accepted, or ``None`` if it passes. The order is the
-    order of trust: a backend error, then truncation, then the contract, then confidence."""
+    order of trust: a backend error, then truncation, then the contract, then the loop
+    guard, then confidence. A free-text answer of a call-or-answer step skips the gate, as
+    a free-text step does: there is no value whose tokens the gate could measure."""
     if attempt.error is not None:
         return f"backend:{attempt.error}"
     if attempt.finish_reason == "length" and not policy.accept_truncated:
@@ -73,6 +77,10 @@ def judge(attempt: Attempt, policy: Policy) -> str | None:
     if attempt.verdict is None or not attempt.verdict.ok:
         reason = attempt.verdict.reason if attempt.verdict is not None else "not_validated"
         return f"contract:{reason}"
+    if attempt.repeated_call:
+        return LOOP_REASON
+    if isinstance(attempt.value, Answer) and attempt.value.free:
+        return None
     conf = attempt.confidence
     if conf is not None and conf.n_value_tokens > 0:
         if policy.min_mean_logprob is not None and conf.mean_logprob is not None and conf.mean_logprob < policy.min_mean_logprob:

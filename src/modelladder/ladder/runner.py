@@ -6,6 +6,7 @@ delegated to the pure functions in :mod:`modelladder.ladder.policy`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
+from modelladder.contracts.tools import ToolCalls
+from modelladder.ladder.loops import LOOP_REASON, repeated_calls
 from modelladder.ladder.outcome import Attempt, Confidence, Resolved, Unresolved
 from modelladder.ladder.policy import Policy, Stop, judge, next_action
 from modelladder.ladder.step import Step
@@ -109,25 +112,59 @@ class Ladder:
         while True:
             action = next_action(pol, rungs, attempts, self._clock() - start)
             if isinstance(action, Stop):
-                result: Resolved | Unresolved = Unresolved(
+                forced = self._loop_fallback(step, prompt, attempts, base_params, pol, on_attempt, action,
+                                             self._clock() - start)  # fmt: skip
+                if forced is not None and forced.accepted:
+                    result: Resolved | Unresolved = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
+                    break
+                result = Unresolved(
                     **common, attempts=attempts, latency_s=self._clock() - start, reason=action.reason
                 )
                 break
-            attempt = self._attempt(step, prompt, action.rung, len(attempts), base_params, action.timeout_s)
-            attempts.append(attempt)
-            reason = judge(attempt, pol)
-            if reason is None:
-                attempt.accepted = True
-            else:
-                attempt.escalation_reason = reason
-            if on_attempt is not None:
-                on_attempt(attempt)
+            attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt)
             if attempt.accepted:
                 result = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
                 break
         if self.store is not None:
             self.store.record(result)
         return result
+
+    def _judged(
+        self, step: Step, prompt: list[dict[str, Any]], rung: Rung, attempts: list[Attempt],
+        params: GenerationParams, timeout_s: float | None, pol: Policy, on_attempt: AttemptHook | None,
+    ) -> Attempt:  # fmt: skip
+        """One attempt, judged, appended to ``attempts`` and reported to ``on_attempt``."""
+        attempt = self._attempt(step, prompt, rung, len(attempts), params, timeout_s)
+        attempts.append(attempt)
+        reason = judge(attempt, pol)
+        if reason is None:
+            attempt.accepted = True
+        else:
+            attempt.escalation_reason = reason
+        if on_attempt is not None:
+            on_attempt(attempt)
+        return attempt
+
+    def _loop_fallback(
+        self, step: Step, prompt: list[dict[str, Any]], attempts: list[Attempt], params: GenerationParams,
+        pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float,
+    ) -> Attempt | None:  # fmt: skip
+        """The loop guard's last word: when every rung is spent and some rung only repeated an
+        answered call, the last such rung answers once more with calls ruled out
+        (``ToolCalls.answer_only``), so an agent loop ends with a reply. ``None`` (no attempt)
+        when the ladder stopped for another reason (attempts, budget), when no attempt looped,
+        or when the step cannot answer."""
+        contract = step.contract
+        answer_only = contract.answer_only() if isinstance(contract, ToolCalls) else None
+        looped = [a for a in attempts if a.escalation_reason == LOOP_REASON]
+        if answer_only is None or stop.reason != "exhausted" or not looped or any(a.forced_answer for a in attempts):
+            return None
+        rung = next(r for r in self.fleet.rungs if r.name == looped[-1].rung)
+        remaining = None if pol.latency_budget_s is None else max(pol.latency_budget_s - elapsed_s, 1e-3)
+        attempt = self._judged(dataclasses.replace(step, contract=answer_only), prompt, rung, attempts, params,
+                               remaining, pol, on_attempt)  # fmt: skip
+        attempt.forced_answer = True
+        return attempt
 
     def _attempt(
         self,
@@ -171,4 +208,12 @@ class Ladder:
             attempt.verdict = Verdict.passed(gen.text) if gen.text.strip() else Verdict.failed("empty_output")
         else:
             attempt.verdict = step.contract.validate(gen.text, prompt)
+        if isinstance(step.contract, ToolCalls):
+            attempt.decision = step.contract.decision(gen.text)
+            value = attempt.verdict.value
+            # Only where the step may do something else: a forced call ("required", a named
+            # tool) may legitimately poll the same tool again.
+            may_stop = step.contract.answers or step.contract.allow_no_call
+            if may_stop and attempt.verdict.ok and isinstance(value, list) and repeated_calls(value, prompt):
+                attempt.repeated_call = True
         return attempt

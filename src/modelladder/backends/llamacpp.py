@@ -194,7 +194,28 @@ class LlamaCppBackend:
     # -- generation -----------------------------------------------------------------------
     def generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
         with self.model.lock:
-            return self._generate(messages, contract, params)
+            decide = getattr(contract, "decision_contract", None)
+            first_pass = decide(messages) if callable(decide) else None
+            if first_pass is None:
+                return self._generate(messages, contract, params)
+            return self._call_or_answer(messages, contract, first_pass, params)
+
+    def _call_or_answer(
+        self, messages: list[dict[str, Any]], contract: Any, first_pass: Contract, params: GenerationParams
+    ) -> Generation:
+        """Call or answer in two passes (see ``ToolCalls.decision_contract``): calls or a
+        decline first; on a decline, the answer. The generation is the answer, with the
+        tokens and time of both passes."""
+        first = self._generate(messages, first_pass, params)
+        if first_pass.decision(first.text) != "decline" or first.finish_reason == "length":  # type: ignore[attr-defined]
+            return first
+        second = self._generate(messages, contract.answer_only(), params)
+        second.prompt_tokens += first.prompt_tokens
+        second.cached_prompt_tokens += first.cached_prompt_tokens
+        second.completion_tokens += first.completion_tokens
+        second.latency_s += first.latency_s
+        second.raw["declined_first"] = first.text
+        return second
 
     def _generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
         t0 = time.perf_counter()

@@ -290,6 +290,19 @@ class ToolCalls(Contract):
         return ToolCalls(self.tools, parallel=self.parallel, tool_choice="none", answer=self.answer,
                          checks=self.checks)  # fmt: skip
 
+    def decision_contract(self, messages: Sequence[dict[str, Any]]) -> ToolCalls | None:
+        """For a local decoder, the contract that makes the call-or-answer decision in the
+        model's trained format, or ``None`` to decode this contract as it is.
+
+        Measured on SmolLM2-135M: offered a free first character, it answered in text even
+        for "What's the weather in Paris?"; in its trained format it calls, and says "no call"
+        as ``[]``. So before any tool result a local rung first decodes the decline form
+        (calls or ``[]``), and only on ``[]`` decodes the answer (:meth:`answer_only`). After
+        tool results the model is told to answer, and decodes both branches at once."""
+        if not (self.answers and self.calls) or (messages and messages[-1].get("role") == "tool"):
+            return None
+        return ToolCalls(self.tools, parallel=self.parallel, allow_no_call=True, tool_choice=self.tool_choice)
+
     def decision(self, text: str) -> str | None:
         """What the model chose, from its output text: ``"call"``, ``"answer"`` or
         ``"decline"`` (``None`` for an empty output). Recorded per attempt, valid or not."""
@@ -468,13 +481,11 @@ class ToolCalls(Contract):
             )
         how_many = "one or more function/tool calls" if self.parallel else "exactly one function/tool call"
         if self.answers:
-            # Call or answer: SmolLM2's trained function-calling prompt, with the way out that
-            # ends an agent loop spelled out (the result of a call is already in the chat).
-            refuse = (
-                "If a tool result in the conversation already answers the question, or no function fits, "
-                "do not call a function: answer the user directly. " + self._answer_instructions()
-            )
-            empty = " Use this format only when you call a function."
+            # Call or answer, before any tool result: SmolLM2's trained function-calling
+            # prompt, whose pull towards a call is what a first turn needs, with a reply as the
+            # way out when no function fits.
+            refuse = "If none of the functions can be used, answer the user directly. " + self._answer_instructions()
+            empty = ""
         elif self.allow_no_call:
             refuse = (
                 "If none of the functions can be used, point it out and refuse to answer. "
@@ -484,17 +495,31 @@ class ToolCalls(Contract):
         else:
             refuse, empty = "You must always call a function.", ""
         more = ",\n... (more tool calls as required)" if self.parallel else ""
-        which = "A function call" if self.answers else "The output"
         # The fixed text comes first and the tool list last, so calls of different tools
         # still share a long prompt prefix in the model's KV cache.
         return (
             "You are an expert in composing functions. You are given a question and a set of possible functions. "
             f"Based on the question, you will need to make {how_many} to achieve the purpose. {refuse}\n\n"
-            f"{which} MUST strictly adhere to the following format, and NO other text MUST be included.\n"
+            "The output MUST strictly adhere to the following format, and NO other text MUST be included.\n"
             f"The example format is as follows. Please make sure the parameter type is correct.{empty}\n"
             "<tool_call>[\n"
             '{"name": "func_name1", "arguments": {"argument1": "value1", "argument2": "value2"}}'
             f"{more}\n]</tool_call>\n\n"
+            f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
+        )
+
+    def instructions_for(self, messages: Sequence[dict[str, Any]]) -> str:
+        """After tool results (the conversation ends with ``role: tool`` messages) a
+        call-or-answer step is told to answer from them: the trained prompt pulls a small
+        model into calling again, which is how agent loops never end. The grammar still
+        offers both branches; the loop guard catches a repeated call all the same."""
+        if not (self.answers and self.calls and messages and messages[-1].get("role") == "tool"):
+            return self.instructions()
+        return (
+            "You are a helpful assistant. The results of the function calls you made are in the conversation. "
+            "Answer the user's question from them now. " + self._answer_instructions() + "\n"
+            "Only if a different function call is still needed, write it instead as "
+            '<tool_call>[{"name": "func_name", "arguments": {...}}]</tool_call>\n\n'
             f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
         )
 

@@ -150,7 +150,7 @@ class Ladder:
         pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float,
     ) -> Attempt | None:  # fmt: skip
         """The loop guard's last word: when every rung is spent and some rung only repeated an
-        answered call, the last such rung answers once more with calls ruled out
+        answered call, the smallest such rung answers once more with calls ruled out
         (``ToolCalls.answer_only``), so an agent loop ends with a reply. ``None`` (no attempt)
         when the ladder stopped for another reason (attempts, budget), when no attempt looped,
         or when the step cannot answer."""
@@ -159,7 +159,8 @@ class Ladder:
         looped = [a for a in attempts if a.escalation_reason == LOOP_REASON]
         if answer_only is None or stop.reason != "exhausted" or not looped or any(a.forced_answer for a in attempts):
             return None
-        rung = next(r for r in self.fleet.rungs if r.name == looped[-1].rung)
+        # the smallest rung that looped: every looped rung had the same results to answer from
+        rung = next(r for r in self.fleet.rungs if r.name == looped[0].rung)
         remaining = None if pol.latency_budget_s is None else max(pol.latency_budget_s - elapsed_s, 1e-3)
         attempt = self._judged(dataclasses.replace(step, contract=answer_only), prompt, rung, attempts, params,
                                remaining, pol, on_attempt)  # fmt: skip

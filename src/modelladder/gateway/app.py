@@ -109,7 +109,7 @@ class Gateway:
                 self.metrics.rejections.inc(queue.name, "full" if full else "timeout")
                 raise APIError(
                     429,
-                    f"rung {queue.name!r} is busy ({exc}); retry after {exc.retry_after_s}s",
+                    f"rung {queue.name!r} is busy, {exc}; retry after {exc.retry_after_s}s",
                     code="queue_full" if full else "queue_timeout",
                     headers={"retry-after": str(exc.retry_after_s)},
                 ) from None
@@ -203,7 +203,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "Unknown model or run",
         413: "Request body too large",
         422: "Every rung failed the contract (the attempts are listed)",
-        429: "The rung's queue is full (see Retry-After)",
+        429: "The rung's queue is full (code queue_full) or the wait for a slot timed out (queue_timeout); see Retry-After",
         503: "No rung is reachable",
     }.items()
 }

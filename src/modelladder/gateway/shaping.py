@@ -40,6 +40,8 @@ def headers_for(result: Resolved | Unresolved) -> dict[str, str]:
         out["x-modelladder-rung"] = _header_safe(result.rung)
     if reasons:
         out["x-modelladder-escalation-reason"] = _header_safe(",".join(reasons))
+    if result.tags.get("ignored"):
+        out["x-modelladder-ignored"] = _header_safe(result.tags["ignored"])
     return out
 
 

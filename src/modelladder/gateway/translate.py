@@ -21,6 +21,7 @@ from modelladder.contracts.base import Contract
 from modelladder.fleet import Fleet, Rung
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.schemas import (
+    IGNORED_FIELDS,
     ChatCompletionRequest,
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
@@ -202,6 +203,9 @@ def _tags(req: ChatCompletionRequest) -> dict[str, str]:
         )  # fmt: skip
     for k, v in meta.items():
         tags.setdefault(k, v)
+    ignored = sorted(f for f in req.model_fields_set & set(IGNORED_FIELDS) if getattr(req, f) is not None)
+    if ignored:  # accepted, not honoured: the trace says so, and so does a response header
+        tags["ignored"] = ",".join(ignored)
     return tags
 
 

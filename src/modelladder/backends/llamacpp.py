@@ -29,7 +29,7 @@ import llguidance
 import llguidance.llamacpp
 import numpy as np
 
-from modelladder.backends.base import BackendError, Generation, GenerationParams
+from modelladder.backends.base import BackendError, Generation, GenerationParams, safe_prefix_len
 from modelladder.backends.prompting import prepare_messages, render_transcript
 from modelladder.contracts.checks import user_text
 
@@ -239,7 +239,10 @@ class LlamaCppBackend:
         mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32) if matcher is not None else None
         # Stop strings end free text: a free-text step, or the text branch of call-or-answer
         # (the grammar leaves that branch open-ended, the turn marker closes it).
-        watch_stops = bool(stops) and (matcher is None or getattr(contract, "answer", False) is True)
+        free_text = matcher is None or getattr(contract, "answer", False) is True
+        watch_stops = bool(stops) and free_text
+        emit = params.on_text if free_text else None
+        sent = 0  # characters of free text handed to ``emit`` so far
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError("timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s")
@@ -285,11 +288,13 @@ class LlamaCppBackend:
                 free.pop()
                 break
             out.append(tok)
-            if watch_stops:
+            if watch_stops or emit is not None:
                 text_so_far = llm.detokenize(out).decode("utf-8", "ignore")
-                if any(s in text_so_far for s in stops):
+                if watch_stops and any(s in text_so_far for s in stops):
                     finish = "stop"
                     break
+                if emit is not None:
+                    sent = self._emit(emit, text_so_far, sent, stops)
             llm.eval([tok])
         text = llm.detokenize(out).decode("utf-8", "replace")
         for s in stops:
@@ -305,6 +310,19 @@ class LlamaCppBackend:
             free=free,
             cached_prompt_tokens=reused,
         )
+
+    @staticmethod
+    def _emit(emit: Any, text: str, sent: int, stops: list[str]) -> int:
+        """Hand the new free text to ``emit``: from the first non-blank character, never a
+        tail that may turn into a stop string, never a call (text starting with ``<``)."""
+        start = len(text) - len(text.lstrip())
+        if start == len(text) or text[start] == "<":
+            return sent
+        upto = safe_prefix_len(text, stops)
+        if upto > max(sent, start):
+            emit(text[max(sent, start) : upto])
+            return upto
+        return sent
 
     @staticmethod
     def _sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:

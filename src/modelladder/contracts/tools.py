@@ -309,9 +309,12 @@ class ToolCalls(Contract):
         body = text.strip()
         if not body:
             return None
-        if OPEN in body:
-            return "decline" if _EMPTY_CALLS.fullmatch(body) else "call"
-        return "answer" if self.answers else "decline"
+        if self.answers:  # the first character decides, as in the grammar
+            if not body.startswith(OPEN) or not self.calls:
+                return "answer"
+        elif OPEN not in body:
+            return "decline"
+        return "decline" if _EMPTY_CALLS.fullmatch(body) else "call"
 
     def _answer_lark(self) -> str:
         if isinstance(self.answer, JsonSchema):
@@ -393,8 +396,11 @@ class ToolCalls(Contract):
 
     def parse(self, text: str) -> Verdict:
         body = text.strip()
-        if not self.calls and OPEN in body:
-            return Verdict.failed("no_call_allowed", "the output calls a tool; this step must answer instead")
+        # An answering step's output is an answer unless it *starts* with a call (the grammar
+        # parts the branches at the first character), so a text answer, once begun, can never
+        # turn into a failed parse -- which is what lets the gateway stream it live.
+        if self.answers and (not self.calls or not body.startswith(OPEN)):
+            return self._parse_answer(body)
         if OPEN not in body:
             if self.answers:
                 return self._parse_answer(body)

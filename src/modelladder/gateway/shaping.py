@@ -159,6 +159,59 @@ def stream_chunks(result: Resolved, plan: Plan, words_per_chunk: int = 4) -> Ite
     yield b"data: [DONE]\n\n"
 
 
+class LiveStream:
+    """The SSE events of an answer streamed as it is decoded (``Plan.streams_live``).
+
+    Deltas come from the backend, already free of the model's own stop strings; this adds
+    the request's ``stop`` strings (text is held back while it may still become one) and,
+    when the run ends, whatever of the validated answer was not sent yet.
+    """
+
+    def __init__(self, run_id: str, rung: str, plan: Plan):
+        self.plan, self.rung, self.sent, self.stopped = plan, rung, "", False
+        self.base = {"id": completion_id(run_id), "object": "chat.completion.chunk", "created": int(time.time()),
+                     "model": rung, "system_fingerprint": None}  # fmt: skip
+        self.decoded = ""
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        usage: dict[str, Any] = {"usage": None} if self.plan.include_usage else {}
+        return _sse({**self.base, "choices": [choice], **usage})
+
+    def start(self) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _upto(self, text: str) -> bytes:
+        from modelladder.backends.base import safe_prefix_len
+
+        cut = safe_prefix_len(text, self.plan.stop)
+        self.stopped = any(s in text for s in self.plan.stop)
+        new = text[len(self.sent) : cut] if text.startswith(self.sent) else ""
+        if not new:
+            return b""
+        self.sent += new
+        return self._chunk({"content": new})
+
+    def delta(self, text: str) -> bytes:
+        if self.stopped:
+            return b""
+        self.decoded += text
+        return self._upto(self.decoded.lstrip())
+
+    def finish(self, result: Resolved) -> bytes:
+        message, finish = message_for(result, self.plan)
+        final = message.get("content") or ""  # validated, and cut at the request's stop strings
+        rest = final[len(self.sent) :] if final.startswith(self.sent) else ""
+        out = self._chunk({"content": rest}) if rest else b""
+        out += self._chunk({}, finish)
+        if self.plan.include_usage:
+            out += _sse({**self.base, "choices": [], "usage": usage_for(result)})
+        return out + b"data: [DONE]\n\n"
+
+    def fail(self, error: APIError) -> bytes:
+        return _sse(error.body()) + b"data: [DONE]\n\n"
+
+
 # -- runs that produced no answer ------------------------------------------------------------
 
 

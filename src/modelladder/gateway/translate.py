@@ -57,6 +57,18 @@ class Plan:
     stream: bool
     include_usage: bool
 
+    @property
+    def streams_live(self) -> bool:
+        """Whether a streamed answer may go out as it is decoded: only free text that no
+        later check can reject -- a free-text request (no confidence gate, truncation
+        accepted, so any non-blank text is final), or the text answer of ``tool_choice="auto"``
+        (the same rules; calls and JSON answers are validated whole) -- and only without a
+        latency budget (a timeout could still fail an attempt that had begun to stream)."""
+        if not self.stream or self.policy.latency_budget_s is not None:
+            return False
+        contract = self.step.contract
+        return contract is None or (isinstance(contract, ToolCalls) and contract.answer is True)
+
 
 def model_ids(fleet: Fleet) -> list[str]:
     """What ``GET /v1/models`` lists: the default ladder, each named step, each rung."""

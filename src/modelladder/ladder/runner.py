@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 BackendFactory = Callable[["Rung"], Backend]
 AttemptHook = Callable[[Attempt], None]
+TextHook = Callable[[str, str], None]  # (rung name, new free text): live streaming
 
 
 def validate_messages(messages: Any) -> list[dict[str, Any]]:
@@ -91,9 +92,12 @@ class Ladder:
         run_id: str | None = None,
         on_attempt: AttemptHook | None = None,
         params: GenerationParams | None = None,
+        on_text: TextHook | None = None,
     ) -> Resolved | Unresolved:
         """Run ``step`` on ``messages``. Never raises for a model failure: the result is
-        :class:`Resolved` (validated value) or :class:`Unresolved` (every attempt, no value)."""
+        :class:`Resolved` (validated value) or :class:`Unresolved` (every attempt, no value).
+        ``on_text(rung, text)`` gets free text as backends decode it (see
+        :class:`GenerationParams`); the caller decides whether showing it early is safe."""
         messages = validate_messages(messages)
         pol = policy if policy is not None else self.policy_for(step)
         base_params = params or GenerationParams(max_tokens=step.max_tokens)
@@ -113,7 +117,7 @@ class Ladder:
             action = next_action(pol, rungs, attempts, self._clock() - start)
             if isinstance(action, Stop):
                 forced = self._loop_fallback(step, prompt, attempts, base_params, pol, on_attempt, action,
-                                             self._clock() - start)  # fmt: skip
+                                             self._clock() - start, on_text)  # fmt: skip
                 if forced is not None and forced.accepted:
                     result: Resolved | Unresolved = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
                     break
@@ -121,7 +125,8 @@ class Ladder:
                     **common, attempts=attempts, latency_s=self._clock() - start, reason=action.reason
                 )
                 break
-            attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt)
+            attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt,
+                                   on_text)  # fmt: skip
             if attempt.accepted:
                 result = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
                 break
@@ -132,8 +137,11 @@ class Ladder:
     def _judged(
         self, step: Step, prompt: list[dict[str, Any]], rung: Rung, attempts: list[Attempt],
         params: GenerationParams, timeout_s: float | None, pol: Policy, on_attempt: AttemptHook | None,
+        on_text: TextHook | None = None,
     ) -> Attempt:  # fmt: skip
         """One attempt, judged, appended to ``attempts`` and reported to ``on_attempt``."""
+        if on_text is not None:
+            params = dataclasses.replace(params, on_text=lambda text: on_text(rung.name, text))
         attempt = self._attempt(step, prompt, rung, len(attempts), params, timeout_s)
         attempts.append(attempt)
         reason = judge(attempt, pol)
@@ -147,7 +155,7 @@ class Ladder:
 
     def _loop_fallback(
         self, step: Step, prompt: list[dict[str, Any]], attempts: list[Attempt], params: GenerationParams,
-        pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float,
+        pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float, on_text: TextHook | None,
     ) -> Attempt | None:  # fmt: skip
         """The loop guard's last word: when every rung is spent and some rung only repeated an
         answered call, the smallest such rung answers once more with calls ruled out
@@ -163,7 +171,7 @@ class Ladder:
         rung = next(r for r in self.fleet.rungs if r.name == looped[0].rung)
         remaining = None if pol.latency_budget_s is None else max(pol.latency_budget_s - elapsed_s, 1e-3)
         attempt = self._judged(dataclasses.replace(step, contract=answer_only), prompt, rung, attempts, params,
-                               remaining, pol, on_attempt)  # fmt: skip
+                               remaining, pol, on_attempt, on_text)  # fmt: skip
         attempt.forced_answer = True
         return attempt
 
@@ -178,12 +186,7 @@ class Ladder:
     ) -> Attempt:
         attempt = Attempt(index=index, rung=rung.name, placement=rung.placement)
         if timeout_s is not None:
-            params = GenerationParams(
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                seed=params.seed,
-                timeout_s=min(timeout_s, params.timeout_s or timeout_s),
-            )
+            params = dataclasses.replace(params, timeout_s=min(timeout_s, params.timeout_s or timeout_s))
         t0 = self._clock()
         try:
             gen = self.backend(rung).generate(prompt, step.contract, params)

@@ -53,7 +53,7 @@ def test_auto_answers_in_text_and_records_the_choice(env: dict[str, Any]) -> Non
     assert r.choices[0].message.content == "Hello to you!" and r.choices[0].finish_reason == "stop"
     assert r.choices[0].message.tool_calls is None
     run = env["store"].get_run(r.id.removeprefix("chatcmpl-"))
-    assert run.attempts[0].value == {"answer": "Hello to you!"}
+    assert run.attempts[0].value == {"answer": "Hello to you!"} and run.attempts[0].decision == "answer"
 
 
 def test_repeated_answered_call_escalates_then_answers(env: dict[str, Any]) -> None:
@@ -65,6 +65,8 @@ def test_repeated_answered_call_escalates_then_answers(env: dict[str, Any]) -> N
     assert r.choices[0].message.content == "echo answer" and r.choices[0].finish_reason == "stop"
     assert raw.headers["x-modelladder-escalation-reason"] == "loop:repeated_call,loop:repeated_call"
     assert raw.headers["x-modelladder-rung"] == "tiny" and raw.headers["x-modelladder-attempts"] == "3"
+    run = env["store"].get_run(r.id.removeprefix("chatcmpl-"))
+    assert [a.decision for a in run.attempts] == ["call", "call", "answer"]
     metrics = env["http"].get("/metrics").text
     assert 'modelladder_escalations_total{reason="loop:repeated_call"}' in metrics
 

@@ -92,6 +92,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE runs ADD COLUMN contract TEXT;
         """,
     ),
+    Migration(
+        4,
+        "per attempt, what the model chose on a tool step (call / answer / decline)",
+        """
+        ALTER TABLE attempts ADD COLUMN decision TEXT;
+        """,
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

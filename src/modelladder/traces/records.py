@@ -38,6 +38,7 @@ class AttemptRecord:
     error_detail: str | None
     escalation_reason: str | None
     accepted: bool
+    decision: str | None = None  # tool steps: "call" | "answer" | "decline" (what the model chose)
 
     @property
     def verdict(self) -> Verdict | None:

@@ -91,7 +91,7 @@ _ATTEMPT_COLUMNS = (
     "run_id", "idx", "rung", "placement", "text", "value", "verdict_ok", "verdict_reason",
     "verdict_detail", "mean_logprob", "min_logprob", "n_value_tokens", "prompt_tokens",
     "completion_tokens", "cached_prompt_tokens", "latency_s", "cost_usd", "finish_reason", "error",
-    "error_detail", "escalation_reason", "accepted",
+    "error_detail", "escalation_reason", "accepted", "decision",
 )  # fmt: skip
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
@@ -148,6 +148,7 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
         error_detail=row["error_detail"],
         escalation_reason=row["escalation_reason"],
         accepted=bool(row["accepted"]),
+        decision=row["decision"],
     )
 
 
@@ -327,6 +328,7 @@ class TraceStore:
             a.error_detail or None,
             a.escalation_reason,
             int(bool(a.accepted)),
+            a.decision,
         )
 
     def record_feedback(self, run_id: str, success: bool, note: str | None = None) -> None:

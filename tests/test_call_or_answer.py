@@ -137,3 +137,14 @@ def test_no_fallback_when_the_policy_stops_first() -> None:
     lad = Ladder(FLEET, backends={"tiny": Scripted("tiny", [gen(CALL), gen("answer")])})
     r = lad.run(Step("agent", TEXT, policy=Policy(max_attempts=1)), _history({"city": "Paris"}))
     assert r.outcome == "unresolved" and len(r.attempts) == 1
+
+
+def test_a_failed_forced_answer_moves_to_the_next_looping_rung() -> None:
+    lad = Ladder(FLEET, backends={
+        "tiny": Scripted("tiny", [gen(CALL), gen("   ")]),
+        "small": Scripted("small", [gen(CALL), gen("Sunny.")]),
+        "big": Scripted("big", [gen(CALL)]),
+    })  # fmt: skip
+    r = lad.run(Step("agent", TEXT), _history({"city": "Paris"}))
+    assert r.outcome == "resolved" and r.rung == "small" and r.value.text == "Sunny."
+    assert [(a.rung, a.forced_answer) for a in r.attempts[3:]] == [("tiny", True), ("small", True)]

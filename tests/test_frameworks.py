@@ -168,7 +168,11 @@ def _pydantic_ai(server: str, output_type: Any) -> Callable[[str], str]:
     from pydantic_ai.providers.openai import OpenAIProvider
 
     model = OpenAIChatModel("ladder", provider=OpenAIProvider(base_url=server + "/v1", api_key="unused"))
-    agent = pydantic_ai.Agent(model, tools=[get_weather, add], output_type=output_type or str)
+    # Structured output as OpenAI serves it: tools + a json_schema response_format (NativeOutput).
+    # pydantic-ai's default ToolOutput instead sends tool_choice "required" with a final_result
+    # tool, which a 135M model rarely picks: see docs/frameworks.md.
+    output = pydantic_ai.NativeOutput(output_type) if output_type is not None else str
+    agent = pydantic_ai.Agent(model, tools=[get_weather, add], output_type=output)
 
     def run(prompt: str) -> str:
         out = agent.run_sync(prompt).output  # default usage limits

@@ -157,22 +157,31 @@ class Ladder:
         self, step: Step, prompt: list[dict[str, Any]], attempts: list[Attempt], params: GenerationParams,
         pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float, on_text: TextHook | None,
     ) -> Attempt | None:  # fmt: skip
-        """The loop guard's last word: when every rung is spent and some rung only repeated an
-        answered call, the smallest such rung answers once more with calls ruled out
-        (``ToolCalls.answer_only``), so an agent loop ends with a reply. ``None`` (no attempt)
-        when the ladder stopped for another reason (attempts, budget), when no attempt looped,
-        or when the step cannot answer."""
+        """The loop guard's last word: when every rung is spent and some rungs only repeated an
+        answered call, those rungs, smallest first, answer with calls ruled out
+        (``ToolCalls.answer_only``) until one answer passes, so an agent loop ends with a
+        reply. Returns the last such attempt; ``None`` (no attempt) when the ladder stopped
+        for another reason (attempts, budget), when no attempt looped, or when the step
+        cannot answer."""
         contract = step.contract
         answer_only = contract.answer_only() if isinstance(contract, ToolCalls) else None
-        looped = [a for a in attempts if a.escalation_reason == LOOP_REASON]
+        looped = list(dict.fromkeys(a.rung for a in attempts if a.escalation_reason == LOOP_REASON))
         if answer_only is None or stop.reason != "exhausted" or not looped or any(a.forced_answer for a in attempts):
             return None
-        # the smallest rung that looped: every looped rung had the same results to answer from
-        rung = next(r for r in self.fleet.rungs if r.name == looped[0].rung)
-        remaining = None if pol.latency_budget_s is None else max(pol.latency_budget_s - elapsed_s, 1e-3)
-        attempt = self._judged(dataclasses.replace(step, contract=answer_only), prompt, rung, attempts, params,
-                               remaining, pol, on_attempt, on_text)  # fmt: skip
-        attempt.forced_answer = True
+        forced_step = dataclasses.replace(step, contract=answer_only)
+        attempt = None
+        for name in looped:
+            if pol.max_attempts is not None and len(attempts) >= pol.max_attempts:
+                break
+            spent = elapsed_s + sum(a.latency_s for a in attempts if a.forced_answer)
+            if pol.latency_budget_s is not None and spent >= pol.latency_budget_s:
+                break
+            remaining = None if pol.latency_budget_s is None else pol.latency_budget_s - spent
+            rung = next(r for r in self.fleet.rungs if r.name == name)
+            attempt = self._judged(forced_step, prompt, rung, attempts, params, remaining, pol, on_attempt, on_text)
+            attempt.forced_answer = True
+            if attempt.accepted:
+                break
         return attempt
 
     def _attempt(

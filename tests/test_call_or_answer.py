@@ -148,3 +148,11 @@ def test_a_failed_forced_answer_moves_to_the_next_looping_rung() -> None:
     r = lad.run(Step("agent", TEXT), _history({"city": "Paris"}))
     assert r.outcome == "resolved" and r.rung == "small" and r.value.text == "Sunny."
     assert [(a.rung, a.forced_answer) for a in r.attempts[3:]] == [("tiny", True), ("small", True)]
+
+
+def test_a_forced_json_answer_cannot_ramble_in_a_string() -> None:
+    only = ToolCalls([WEATHER], answer=JsonSchema({"type": "object", "properties": {"answer": {"type": "string"}},
+                                                   "required": ["answer"]})).answer_only()  # fmt: skip
+    assert only is not None
+    assert decodes(only, json.dumps({"answer": "x" * 300})) and not decodes(only, json.dumps({"answer": "x" * 301}))
+    assert only.validate(json.dumps({"answer": "x" * 400})).ok  # validation keeps the schema as declared

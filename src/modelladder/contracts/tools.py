@@ -50,6 +50,22 @@ _EMPTY_CALLS = re.compile(re.escape(OPEN) + r"\s*\[\s*\]\s*" + re.escape(CLOSE))
 _TEXT_ANSWER = r"/[^<\s][\s\S]*/"
 
 
+ANSWER_STRING_CAP = 300  # characters of a free string in a forced JSON answer (grammar only)
+
+
+def _cap_strings(node: Any, cap: int) -> Any:
+    """Give every free string schema (no ``maxLength``, vocabulary or format) a ``maxLength``."""
+    if isinstance(node, list):
+        return [_cap_strings(n, cap) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: (v if k in ("const", "enum", "default", "examples") else _cap_strings(v, cap)) for k, v in node.items()}
+    free = not any(k in out for k in ("maxLength", "enum", "const", "pattern", "format"))
+    if out.get("type") == "string" and free:
+        out["maxLength"] = cap
+    return out
+
+
 @dataclass(frozen=True)
 class Answer:
     """A call-or-answer step's output when the model answered instead of calling.
@@ -318,7 +334,12 @@ class ToolCalls(Contract):
 
     def _answer_lark(self) -> str:
         if isinstance(self.answer, JsonSchema):
-            schema = dict(self.answer.grammar_schema())
+            schema = self.answer.grammar_schema()
+            if not self.calls:
+                # The loop guard's forced answer: measured, SmolLM2 forced to answer in JSON
+                # wrote "20.0, 30.0, 40.0, ..." into a string until max_tokens. Decoding only:
+                # validation applies the schema as declared.
+                schema = _cap_strings(schema, ANSWER_STRING_CAP)
             schema.setdefault("x-guidance", dict(JSON_GRAMMAR_OPTIONS))
             return f"answer: %json {json.dumps(schema)}\n"
         return f"answer: TEXT\nTEXT: {_TEXT_ANSWER}\n"

@@ -154,5 +154,5 @@ def test_a_forced_json_answer_cannot_ramble_in_a_string() -> None:
     only = ToolCalls([WEATHER], answer=JsonSchema({"type": "object", "properties": {"answer": {"type": "string"}},
                                                    "required": ["answer"]})).answer_only()  # fmt: skip
     assert only is not None
-    assert decodes(only, json.dumps({"answer": "x" * 300})) and not decodes(only, json.dumps({"answer": "x" * 301}))
+    assert decodes(only, json.dumps({"answer": "x" * 160})) and not decodes(only, json.dumps({"answer": "x" * 161}))
     assert only.validate(json.dumps({"answer": "x" * 400})).ok  # validation keeps the schema as declared

@@ -50,7 +50,7 @@ _EMPTY_CALLS = re.compile(re.escape(OPEN) + r"\s*\[\s*\]\s*" + re.escape(CLOSE))
 _TEXT_ANSWER = r"/[^<\s][\s\S]*/"
 
 
-ANSWER_STRING_CAP = 300  # characters of a free string in a forced JSON answer (grammar only)
+ANSWER_STRING_CAP = 160  # characters of a free string in a forced JSON answer (grammar only): < 256 tokens even digit by digit
 
 
 def _cap_strings(node: Any, cap: int) -> Any:

@@ -2,10 +2,12 @@
 ``chat.completion.chunk`` stream, ``x-modelladder-*`` headers, and error bodies for runs
 that no rung could satisfy.
 
-Why streaming happens after the run: the ladder validates a *finished* output and may
+Why most streams happen after the run: the ladder validates a *finished* output and may
 escalate; streaming tokens as they come would hand the agent text that is later thrown
-away. So the stream is the validated answer cut into chunks, and a failed run still gets
-a real status code (422/503) instead of an error in the middle of a 200 stream.
+away. So a buffered stream is the validated answer cut into chunks, and a failed run still
+gets a real status code (422/503) instead of an error in the middle of a 200 stream. The
+exception is free text that no later check can reject (``Plan.streams_live``): that goes
+out as decoded, through :class:`LiveStream`.
 """
 
 from __future__ import annotations

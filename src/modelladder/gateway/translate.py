@@ -2,7 +2,8 @@
 which policy, which rung it enters on.
 
 The contract is *derived* from the request, never configured on the server: ``tools`` +
-``tool_choice`` become :class:`~modelladder.contracts.ToolCalls`, ``response_format``
+``tool_choice`` become :class:`~modelladder.contracts.ToolCalls` (``auto``: call or answer,
+the answer shaped by ``response_format`` when one is given), ``response_format`` alone
 becomes :class:`~modelladder.contracts.JsonSchema`, anything else is free text. That is
 what lets an unmodified agent get contract-checked, smallest-first execution.
 """

@@ -183,6 +183,8 @@ class Gateway:
             while True:
                 kind, item = await events.get()
                 if kind == "text":
+                    if item[0] != rung:  # only if the streaming attempt crashed: never mix two answers
+                        continue
                     chunk = live.delta(item[1])
                     if chunk:
                         yield chunk
@@ -195,6 +197,9 @@ class Gateway:
                 self._count(plan, result, t0)
                 if result.outcome != "resolved":  # cannot happen by Plan.streams_live's rules; never hide it
                     yield live.fail(shaping.unresolved_error(result))
+                elif result.rung != rung or not result.text.strip().startswith(live.sent):
+                    yield live.fail(APIError(500, "the streamed attempt was not the accepted one; retry without "
+                                                  "stream", "stream_mismatch"))
                 else:
                     yield live.finish(result)
                 return

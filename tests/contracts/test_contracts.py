@@ -28,20 +28,11 @@ from modelladder.contracts import (
     grounded_arguments,
 )
 from modelladder.contracts.tools import render_tools
-from tests.support.contracts import TOK, WEATHER
+from tests.support.contracts import TOK, WEATHER, decodes
 
 # ---------------------------------------------------------------- byte-level decoding
 
 
-
-
-def decodes(contract: Contract, text: str) -> bool:
-    """Would constrained decoding let the model produce exactly ``text`` and then stop?"""
-    m = LLMatcher(TOK, contract.grammar(), log_level=0)
-    assert not m.is_error(), m.get_error()
-    if not m.consume_tokens(TOK.tokenize_str(text)):
-        return False
-    return m.is_accepting() and m.consume_token(TOK.eos_token)
 
 
 def allowed_next(contract: Contract, prefix: str) -> set[str]:

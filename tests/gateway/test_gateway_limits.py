@@ -34,7 +34,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Any) -> None:
             if r.status_code == 429:
                 assert int(r.headers["retry-after"]) >= 1
                 assert (
-                    r.json()["error"]["code"] == "queue_full"
+                    r.json()["error"]["code"] == "queue_full" and "queue full" in r.json()["error"]["message"]
                     and r.json()["error"]["type"] == "rate_limit_error"
                 )
         assert store.count_runs() == statuses.count(200) == len(slow.calls)
@@ -57,6 +57,7 @@ def test_queue_wait_is_bounded(tmp_path: Any) -> None:
             waited = time.perf_counter() - t0
             assert first.result().status_code == 200
         assert second.status_code == 429 and second.json()["error"]["code"] == "queue_timeout"
+        assert "wait-for-slot timeout" in second.json()["error"]["message"]
         assert waited < 0.9 and "retry-after" in second.headers
 
 
@@ -70,6 +71,7 @@ def test_latency_budget_bounds_the_queue_wait(tmp_path: Any) -> None:
             second = httpx.post(srv.base_url + "/v1/chat/completions", json={**BODY, "model": "ladder/quick"})
             assert first.result().status_code == 200
         assert second.status_code == 429 and second.json()["error"]["code"] == "queue_timeout"
+        assert "wait-for-slot timeout" in second.json()["error"]["message"]
 
 
 def test_disconnect_cancels_queued_work(tmp_path: Any) -> None:

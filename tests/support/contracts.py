@@ -3,7 +3,9 @@ decoding without a model (token i is byte i, token 256 is EOS), and a tool used 
 
 from __future__ import annotations
 
-from llguidance import LLTokenizer, TokenizerWrapper
+from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper
+
+from modelladder.contracts.base import Contract
 
 
 class ByteVocab:
@@ -36,3 +38,12 @@ WEATHER = {
         },
     },
 }
+
+
+def decodes(contract: Contract, text: str) -> bool:
+    """Would constrained decoding let the model produce exactly ``text`` and then stop?"""
+    m = LLMatcher(TOK, contract.grammar(), log_level=0)
+    assert not m.is_error(), m.get_error()
+    if not m.consume_tokens(TOK.tokenize_str(text)):
+        return False
+    return m.is_accepting() and m.consume_token(TOK.eos_token)

@@ -61,6 +61,8 @@ def scripted(name: str, delay_s: float = 0.0) -> ScriptedBackend:
 
     def default(call: Call) -> str:
         contract = call.contract
+        if isinstance(contract, ToolCalls) and not contract.calls:  # the loop guard's answer-only retry
+            return json.dumps({"name": "Bob", "age": 30}) if contract.answer is not True else "echo answer"
         if isinstance(contract, ToolCalls):
             tool = next(t for t in contract.tools if t["name"] in contract._allowed)
             arg = next(iter(tool["parameters"].get("properties", {})), None)

@@ -8,6 +8,7 @@ for anything that is not a model answer, so the ladder can escalate on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -29,10 +30,30 @@ class BackendError(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """``on_text``: called with each new piece of a free-text output as it is decoded (a
+    free-text step, or the text answer of a call-or-answer step), for live streaming.
+    Backends that cannot stream ignore it; the finished text is the authority either way."""
+
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int = 0
     timeout_s: float | None = None
+    on_text: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+def safe_prefix_len(text: str, stops: Sequence[str]) -> int:
+    """How much of ``text`` can be shown now: up to the first stop string, and short of a
+    tail that might still grow into one (``"...\nUs"`` before ``"\nUser:"``)."""
+    cut = min((text.index(s) for s in stops if s and s in text), default=None)
+    if cut is not None:
+        return cut
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return len(text) - hold
 
 
 @dataclass

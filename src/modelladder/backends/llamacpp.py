@@ -24,7 +24,7 @@ import llguidance
 import numpy as np
 
 from modelladder.backends.adapters import load_adapter, set_adapter
-from modelladder.backends.base import BackendError, Generation, GenerationParams
+from modelladder.backends.base import BackendError, Generation, GenerationParams, safe_prefix_len
 from modelladder.backends.loaded_model import LoadedModel, load_model
 from modelladder.backends.prompting import prepare_messages, render_transcript
 from modelladder.contracts.checks import user_text
@@ -141,7 +141,28 @@ class LlamaCppBackend:
     # -- generation -----------------------------------------------------------------------
     def generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
         with self.model.lock:
-            return self._generate(messages, contract, params)
+            decide = getattr(contract, "decision_contract", None)
+            first_pass = decide(messages) if callable(decide) else None
+            if first_pass is None:
+                return self._generate(messages, contract, params)
+            return self._call_or_answer(messages, contract, first_pass, params)
+
+    def _call_or_answer(
+        self, messages: list[dict[str, Any]], contract: Any, first_pass: Contract, params: GenerationParams
+    ) -> Generation:
+        """Call or answer in two passes (see ``ToolCalls.decision_contract``): calls or a
+        decline first; on a decline, the answer. The generation is the answer, with the
+        tokens and time of both passes."""
+        first = self._generate(messages, first_pass, params)
+        if first_pass.decision(first.text) != "decline" or first.finish_reason == "length":  # type: ignore[attr-defined]
+            return first
+        second = self._generate(messages, contract.answer_only(), params)
+        second.prompt_tokens += first.prompt_tokens
+        second.cached_prompt_tokens += first.cached_prompt_tokens
+        second.completion_tokens += first.completion_tokens
+        second.latency_s += first.latency_s
+        second.raw["declined_first"] = first.text
+        return second
 
     def _generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
         t0 = time.perf_counter()
@@ -163,6 +184,12 @@ class LlamaCppBackend:
         free: list[bool] = []
         finish = "length"
         mask = np.zeros((self.model.n_vocab + 31) // 32, dtype=np.int32)  # the grammar's bitmask, reused
+        # Stop strings end free text: a free-text step, or the text branch of call-or-answer
+        # (the grammar leaves that branch open-ended, the turn marker closes it).
+        free_text = matcher is None or getattr(contract, "answer", False) is True
+        watch_stops = bool(stops) and free_text
+        emit = params.on_text if free_text else None
+        sent = 0  # characters of free text handed to ``emit`` so far
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError("timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s")
@@ -208,11 +235,13 @@ class LlamaCppBackend:
                 free.pop()
                 break
             out.append(tok)
-            if matcher is None and stops:
+            if watch_stops or emit is not None:
                 text_so_far = llm.detokenize(out).decode("utf-8", "ignore")
-                if any(s in text_so_far for s in stops):
+                if watch_stops and any(s in text_so_far for s in stops):
                     finish = "stop"
                     break
+                if emit is not None:
+                    sent = self._emit(emit, text_so_far, sent, stops)
             llm.eval([tok])
         text = llm.detokenize(out).decode("utf-8", "replace")
         for s in stops:
@@ -228,6 +257,19 @@ class LlamaCppBackend:
             free=free,
             cached_prompt_tokens=reused,
         )
+
+    @staticmethod
+    def _emit(emit: Any, text: str, sent: int, stops: list[str]) -> int:
+        """Hand the new free text to ``emit``: from the first non-blank character, never a
+        tail that may turn into a stop string, never a call (text starting with ``<``)."""
+        start = len(text) - len(text.lstrip())
+        if start == len(text) or text[start] == "<":
+            return sent
+        upto = safe_prefix_len(text, stops)
+        if upto > max(sent, start):
+            emit(text[max(sent, start) : upto])
+            return upto
+        return sent
 
     @staticmethod
     def _sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:

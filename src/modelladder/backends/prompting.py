@@ -45,7 +45,7 @@ def prepare_messages(messages: list[dict[str, Any]], contract: Contract | None) 
     """Plain ``{"role", "content"}`` messages with the contract's instructions merged into
     the (first) system message. Tool results become user-visible ``tool`` turns."""
     out: list[dict[str, str]] = []
-    instructions = contract.instructions() if contract is not None else ""
+    instructions = contract.instructions_for(messages) if contract is not None else ""
     rest = list(messages)
     system_parts = [instructions] if instructions else []
     while rest and rest[0].get("role") in ("system", "developer"):

@@ -16,7 +16,7 @@ from modelladder.contracts.checks import check, grounded_arguments
 from modelladder.contracts.choice import Choice
 from modelladder.contracts.json_schema import JsonSchema
 from modelladder.contracts.regex import Regex
-from modelladder.contracts.tools import ToolCalls
+from modelladder.contracts.tools import Answer, ToolCalls
 
 
 def contract_from(obj: Any) -> Contract:
@@ -44,8 +44,12 @@ def contract_from_spec(data: dict[str, Any]) -> Contract:
     if kind == "json_schema":
         return JsonSchema(spec["schema"], name=spec.get("name"))
     if kind == "tool_calls":
+        answer: bool | JsonSchema = False
+        stored = spec.get("answer")
+        if stored is not None:
+            answer = True if stored.get("kind") == "text" else contract_from_spec(stored)  # type: ignore[assignment]
         return ToolCalls(spec["tools"], parallel=spec["parallel"], allow_no_call=spec["allow_no_call"],
-                         tool_choice=spec.get("tool_choice", "auto"))
+                         tool_choice=spec.get("tool_choice", "auto"), answer=answer)
     if kind == "choice":
         return Choice(spec["labels"])
     if kind == "regex":
@@ -54,6 +58,7 @@ def contract_from_spec(data: dict[str, Any]) -> Contract:
 
 
 __all__ = [
+    "Answer",
     "Check",
     "Choice",
     "Contract",

@@ -117,6 +117,11 @@ class Contract(ABC):
     def instructions(self) -> str:
         """Text for the system prompt of a local model telling it what to produce."""
 
+    def instructions_for(self, messages: Sequence[dict[str, Any]]) -> str:
+        """The instructions for this conversation (default :meth:`instructions`); a contract
+        whose right move depends on the turn (call first, answer after the results) overrides it."""
+        return self.instructions()
+
     @abstractmethod
     def openai_request(self) -> dict[str, Any]:
         """Extra chat-completions request fields (``response_format`` or ``tools``...)."""

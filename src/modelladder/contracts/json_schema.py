@@ -130,6 +130,10 @@ class JsonSchema(Contract):
         """The schema as validated (a copy is not made: do not mutate)."""
         return self._schema
 
+    def grammar_schema(self) -> dict[str, Any]:
+        """The closed schema the grammar is built from (a copy), for grammars that embed it."""
+        return copy.deepcopy(self._grammar_schema)
+
     def grammar(self) -> str:
         return self._grammar
 

@@ -8,6 +8,13 @@ A decline is ``<tool_call>[]</tool_call>`` (only when ``allow_no_call``). ``pars
 little wider than the grammar, for remote models: a plain-text reply with no
 ``<tool_call>`` is a decline (when declining is allowed), and several ``<tool_call>``
 blocks, each holding a list of calls or one call object, are concatenated.
+
+*Call or answer* (``answer=``): the output is either calls or an :class:`Answer` -- free
+text, or JSON valid under a :class:`~modelladder.contracts.JsonSchema`. This is what
+OpenAI's ``tool_choice="auto"`` means, and what lets an agent loop end: after the tool
+results, the model answers. The local grammar offers both branches; a text answer may not
+start with ``<`` (so the two branches part at the first character), a JSON answer is the
+schema's own grammar.
 """
 
 from __future__ import annotations
@@ -32,12 +39,53 @@ from modelladder.contracts._common import (
     loads_strict,
 )
 from modelladder.contracts.base import Contract, ContractError, Verdict, canonical_json
+from modelladder.contracts.json_schema import JsonSchema
 
-__all__ = ["ToolCalls", "normalize_tool", "render_calls", "render_tools"]
+__all__ = ["Answer", "ToolCalls", "normalize_tool", "render_calls", "render_tools"]
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.S)
 _EMPTY_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}
+_EMPTY_CALLS = re.compile(re.escape(OPEN) + r"\s*\[\s*\]\s*" + re.escape(CLOSE))
+# A free-text answer: anything that does not start with "<" or whitespace, so that the
+# decoder's first character already says "call" or "answer".
+_TEXT_ANSWER = r"/[^<\s][\s\S]*/"
+
+
+ANSWER_STRING_CAP = 160  # characters of a free string in a forced JSON answer (grammar only): < 256 tokens even digit by digit
+
+
+def _cap_strings(node: Any, cap: int) -> Any:
+    """Give every free string schema (no ``maxLength``, vocabulary or format) a ``maxLength``."""
+    if isinstance(node, list):
+        return [_cap_strings(n, cap) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: (v if k in ("const", "enum", "default", "examples") else _cap_strings(v, cap)) for k, v in node.items()}
+    free = not any(k in out for k in ("maxLength", "enum", "const", "pattern", "format"))
+    if out.get("type") == "string" and free:
+        out["maxLength"] = cap
+    return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A call-or-answer step's output when the model answered instead of calling.
+
+    ``text`` is the answer as written; ``value`` is what the answer contract made of it:
+    the stripped text for a free-text answer, the parsed JSON (or Pydantic instance) for a
+    :class:`~modelladder.contracts.JsonSchema` answer. ``free`` is True for free text.
+    """
+
+    text: str
+    value: Any
+    free: bool
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        """The JSON form traces store (the trace store serialises anything with ``model_dump``)."""
+        dump = getattr(self.value, "model_dump", None)
+        value = dump(mode=mode) if callable(dump) and not isinstance(self.value, type) else self.value
+        return {"answer": value}
 
 
 def _shape(tool: Any) -> dict[str, Any]:
@@ -141,16 +189,26 @@ class ToolCalls(Contract):
     ``parallel``: more than one call allowed. ``allow_no_call``: declining (no call) allowed.
     ``tool_choice``: ``"auto"``; ``"required"`` (makes ``allow_no_call`` False); a tool name or
     ``{"type": "function", "function": {"name": X}}`` (only X may be called, and it must be
-    called, as in OpenAI). ``"none"`` is refused: a step that must not call tools is a
-    free-text step (``contract=None``).
+    called, as in OpenAI); ``"none"`` only together with ``answer`` (the answer branch alone:
+    what the loop guard falls back to). Without ``answer``, a step that must not call tools is
+    a free-text step (``contract=None``).
 
-    Verdict value: ``[{"name": str, "arguments": dict}, ...]``; ``[]`` is a decline.
+    ``answer``: ``True`` (call or answer in free text) or a :class:`JsonSchema` (call, or
+    answer with JSON valid under it: OpenAI's ``tools`` together with ``response_format``).
+    Two kinds of "no call", for two uses: ``allow_no_call`` is a *decline* (the value is
+    ``[]``, a pipeline step's machine-readable "no tool serves this", as BFCL's irrelevance
+    items want); ``answer`` is a *reply* (the value is an :class:`Answer`, a chat turn's final
+    word). A step has one or the other.
+
+    Verdict value: ``[{"name": str, "arguments": dict}, ...]``; ``[]`` is a decline; an
+    :class:`Answer` is an answer.
     """
 
     tools: Sequence[dict[str, Any]]
     parallel: bool = False
     allow_no_call: bool = False
     tool_choice: str | dict[str, Any] = "auto"
+    answer: bool | JsonSchema = False
     kind: str = field(default="tool_calls", init=False)
 
     _allowed: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -182,12 +240,27 @@ class ToolCalls(Contract):
             choice = fn["name"]
         if not isinstance(choice, str):
             raise ContractError(f"tool_choice must be a string or dict, got {type(choice).__name__}")
-        if choice == "none":
+        answer = self.answer
+        if not (answer is False or answer is True or isinstance(answer, JsonSchema)):
+            raise ContractError(
+                f"answer must be True (a free-text answer) or a JsonSchema contract, got {type(answer).__name__}"
+            )
+        if choice == "none" and answer is False:
             raise ContractError(
                 "tool_choice='none' means the step must not call tools; declare it as a "
-                "free-text step (contract=None) instead of a ToolCalls contract"
+                "free-text step (contract=None), or give answer=True / answer=JsonSchema(...)"
             )
-        if choice in ("auto", "required"):
+        if answer is not False and choice not in ("auto", "none"):
+            raise ContractError(
+                f"tool_choice={choice!r} forces a call, so the step cannot answer instead; "
+                "use tool_choice='auto' with answer=, or drop answer"
+            )
+        if answer is not False and self.allow_no_call:
+            raise ContractError(
+                "a step that may answer does not also decline with an empty call list; "
+                "give either allow_no_call=True (decline) or answer= (reply)"
+            )
+        if choice in ("auto", "required", "none"):
             allowed = tuple(names)
         elif choice in names:
             allowed = (choice,)
@@ -215,8 +288,69 @@ class ToolCalls(Contract):
     def _tools_allowed(self) -> list[dict[str, Any]]:
         return [t for t in self.tools if t["name"] in self._allowed]
 
+    @property
+    def answers(self) -> bool:
+        """Whether the step may answer instead of calling."""
+        return self.answer is not False
+
+    @property
+    def calls(self) -> bool:
+        """Whether the step may call at all (``tool_choice="none"`` may not)."""
+        return self.tool_choice != "none"
+
+    def answer_only(self) -> ToolCalls | None:
+        """The same step with calls ruled out (``tool_choice="none"``): what the loop guard
+        falls back to on the last rung. ``None`` when the step cannot answer."""
+        if not self.answers:
+            return None
+        if not self.calls:
+            return self
+        return ToolCalls(self.tools, parallel=self.parallel, tool_choice="none", answer=self.answer,
+                         checks=self.checks)  # fmt: skip
+
+    def decision_contract(self, messages: Sequence[dict[str, Any]]) -> ToolCalls | None:
+        """For a local decoder, the contract that makes the call-or-answer decision in the
+        model's trained format, or ``None`` to decode this contract as it is.
+
+        Measured on SmolLM2-135M: offered a free first character, it answered in text even
+        for "What's the weather in Paris?"; in its trained format it calls, and says "no call"
+        as ``[]``. So before any tool result a local rung first decodes the decline form
+        (calls or ``[]``), and only on ``[]`` decodes the answer (:meth:`answer_only`). After
+        tool results the model is told to answer, and decodes both branches at once."""
+        if not (self.answers and self.calls) or (messages and messages[-1].get("role") == "tool"):
+            return None
+        return ToolCalls(self.tools, parallel=self.parallel, allow_no_call=True, tool_choice=self.tool_choice)
+
+    def decision(self, text: str) -> str | None:
+        """What the model chose, from its output text: ``"call"``, ``"answer"`` or
+        ``"decline"`` (``None`` for an empty output). Recorded per attempt, valid or not."""
+        body = text.strip()
+        if not body:
+            return None
+        if self.answers:  # the first character decides, as in the grammar
+            if not body.startswith(OPEN) or not self.calls:
+                return "answer"
+        elif OPEN not in body:
+            return "decline"
+        return "decline" if _EMPTY_CALLS.fullmatch(body) else "call"
+
+    def _answer_lark(self) -> str:
+        if isinstance(self.answer, JsonSchema):
+            schema = self.answer.grammar_schema()
+            if not self.calls:
+                # The loop guard's forced answer: measured, SmolLM2 forced to answer in JSON
+                # wrote "20.0, 30.0, 40.0, ..." into a string until max_tokens. Decoding only:
+                # validation applies the schema as declared.
+                schema = _cap_strings(schema, ANSWER_STRING_CAP)
+            schema.setdefault("x-guidance", dict(JSON_GRAMMAR_OPTIONS))
+            return f"answer: %json {json.dumps(schema)}\n"
+        return f"answer: TEXT\nTEXT: {_TEXT_ANSWER}\n"
+
     def _build_grammar(self, tools: Sequence[dict[str, Any]] | None = None) -> str:
-        """The grammar over ``tools`` (default: the tools ``tool_choice`` allows)."""
+        """The grammar over ``tools`` (default: the tools ``tool_choice`` allows), with the
+        answer branch beside the calls when the step may answer."""
+        if not self.calls:
+            return LLMatcher.grammar_from_lark("start: answer\n" + self._answer_lark())
         defs: dict[str, Any] = {}
         options = []
         for i, tool in enumerate(self._tools_allowed() if tools is None else tools):
@@ -235,7 +369,7 @@ class ToolCalls(Contract):
                 }
             )
         schema: dict[str, Any] = {"type": "array", "items": {"anyOf": options}}
-        if not self.allow_no_call:
+        if not self.allow_no_call:  # an answering step answers; it never sends an empty list
             schema["minItems"] = 1
         if not self.parallel:
             schema["maxItems"] = 1
@@ -243,6 +377,8 @@ class ToolCalls(Contract):
             schema["$defs"] = defs
         schema["x-guidance"] = dict(JSON_GRAMMAR_OPTIONS)
         lark = f"start: {json.dumps(OPEN)} calls {json.dumps(CLOSE)}\ncalls: %json {json.dumps(schema)}\n"
+        if self.answers:
+            lark = "start: call_block | answer\n" + lark.replace("start:", "call_block:", 1) + self._answer_lark()
         return LLMatcher.grammar_from_lark(lark)
 
     def grammar(self) -> str:
@@ -261,9 +397,36 @@ class ToolCalls(Contract):
         except ContractError:  # a very long text outgrows llguidance's lexer limit: do not narrow
             return self._grammar
 
+    def _parse_answer(self, body: str) -> Verdict:
+        if isinstance(self.answer, JsonSchema):
+            inner = self.answer.parse(body)
+            if not inner.ok:
+                return Verdict.failed(inner.reason or "schema_violation", f"the answer: {inner.detail}")
+            return Verdict.passed(Answer(body, inner.value, free=False))
+        return Verdict.passed(Answer(body, body, free=True))
+
+    def validate(self, text: str, messages: Sequence[dict[str, Any]] = ()) -> Verdict:
+        """Calls get this contract's checks; an answer gets its answer contract's checks
+        (a check on call arguments has nothing to say about a reply)."""
+        if not self.answers or self.decision(text) != "answer":
+            return super().validate(text, messages)
+        if isinstance(self.answer, JsonSchema):
+            inner = self.answer.validate(text, messages)
+            if not inner.ok:
+                return Verdict.failed(inner.reason or "schema_violation", f"the answer: {inner.detail}", inner.value)
+            return Verdict.passed(Answer(text.strip(), inner.value, free=False))
+        return self.parse(text)
+
     def parse(self, text: str) -> Verdict:
         body = text.strip()
+        # An answering step's output is an answer unless it *starts* with a call (the grammar
+        # parts the branches at the first character), so a text answer, once begun, can never
+        # turn into a failed parse -- which is what lets the gateway stream it live.
+        if self.answers and (not self.calls or not body.startswith(OPEN)):
+            return self._parse_answer(body)
         if OPEN not in body:
+            if self.answers:
+                return self._parse_answer(body)
             if self.allow_no_call:
                 return Verdict.passed([])  # a plain-text refusal is a decline
             return Verdict.failed(
@@ -349,9 +512,25 @@ class ToolCalls(Contract):
 
         return norm(a) == norm(b)
 
+    def _answer_instructions(self) -> str:
+        if isinstance(self.answer, JsonSchema):
+            return "For your final answer: " + self.answer.instructions()
+        return "Write your final answer as plain text, without any <tool_call> tags."
+
     def instructions(self) -> str:
+        if not self.calls:
+            return (
+                "The tool results you need are in the conversation. Do not call any function now: "
+                + self._answer_instructions()
+            )
         how_many = "one or more function/tool calls" if self.parallel else "exactly one function/tool call"
-        if self.allow_no_call:
+        if self.answers:
+            # Call or answer, before any tool result: SmolLM2's trained function-calling
+            # prompt, whose pull towards a call is what a first turn needs, with a reply as the
+            # way out when no function fits.
+            refuse = "If none of the functions can be used, answer the user directly. " + self._answer_instructions()
+            empty = ""
+        elif self.allow_no_call:
             refuse = (
                 "If none of the functions can be used, point it out and refuse to answer. "
                 "If the given question lacks the parameters required by the function, also point it out."
@@ -373,18 +552,38 @@ class ToolCalls(Contract):
             f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
         )
 
+    def instructions_for(self, messages: Sequence[dict[str, Any]]) -> str:
+        """After tool results (the conversation ends with ``role: tool`` messages) a
+        call-or-answer step is told to answer from them: the trained prompt pulls a small
+        model into calling again, which is how agent loops never end. The grammar still
+        offers both branches; the loop guard catches a repeated call all the same."""
+        if not (self.answers and self.calls and messages and messages[-1].get("role") == "tool"):
+            return self.instructions()
+        return (
+            "You are a helpful assistant. The results of the function calls you made are in the conversation. "
+            "Answer the user's question from them now. " + self._answer_instructions() + "\n"
+            "Only if a different function call is still needed, write it instead as "
+            '<tool_call>[{"name": "func_name", "arguments": {...}}]</tool_call>\n\n'
+            f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
+        )
+
     def openai_request(self) -> dict[str, Any]:
         # A step that must call gets "required" even under "auto": the remote model is told,
         # not just checked afterwards.
-        if self.tool_choice not in ("auto", "required"):
+        if self.tool_choice not in ("auto", "required", "none"):
             choice: Any = {"type": "function", "function": {"name": self.tool_choice}}
+        elif self.tool_choice == "none":
+            choice = "none"
         else:
-            choice = "auto" if self.allow_no_call else "required"
-        return {
+            choice = "auto" if self.allow_no_call or self.answers else "required"
+        out: dict[str, Any] = {
             "tools": [{"type": "function", "function": json.loads(json.dumps(t))} for t in self.tools],
             "tool_choice": choice,
             "parallel_tool_calls": self.parallel,
         }
+        if isinstance(self.answer, JsonSchema):  # OpenAI serves the pair: calls, then schema-shaped content
+            out.update(self.answer.openai_request())
+        return out
 
     def from_openai_message(self, message: dict[str, Any]) -> str:
         """``message["tool_calls"]`` -> canonical text; content only -> a decline, unless the
@@ -393,6 +592,8 @@ class ToolCalls(Contract):
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
             content = message.get("content") or ""
+            if self.answers and isinstance(content, str) and content.strip():
+                return content  # the reply is the answer
             return content if isinstance(content, str) and OPEN in content else OPEN + "[]" + CLOSE
         parts = []
         for tc in tool_calls:
@@ -409,9 +610,14 @@ class ToolCalls(Contract):
         return OPEN + "[" + ", ".join(parts) + "]" + CLOSE
 
     def spec(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "tools": list(self.tools),
             "parallel": self.parallel,
             "allow_no_call": self.allow_no_call,
             "tool_choice": self.tool_choice,
         }
+        if isinstance(self.answer, JsonSchema):  # only when set: older contracts keep their digest
+            out["answer"] = {"kind": "json_schema", "spec": self.answer.spec()}
+        elif self.answer:
+            out["answer"] = {"kind": "text"}
+        return out

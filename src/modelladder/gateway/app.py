@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from modelladder.backends.base import Backend, BackendError
 from modelladder.fleet import Fleet, load_fleet
@@ -111,7 +111,7 @@ class Gateway:
                 self.metrics.rejections.inc(queue.name, "full" if full else "timeout")
                 raise APIError(
                     429,
-                    f"rung {queue.name!r} is busy ({exc}); retry after {exc.retry_after_s}s",
+                    f"rung {queue.name!r} is busy, {exc}; retry after {exc.retry_after_s}s",
                     code="queue_full" if full else "queue_timeout",
                     headers={"retry-after": str(exc.retry_after_s)},
                 ) from None
@@ -129,6 +129,8 @@ class Gateway:
             self.ladder.run, plan.step, plan.messages, policy=policy, tags=plan.tags, run_id=uuid.uuid4().hex,
             params=plan.params, on_attempt=self.metrics.on_attempt,
         )  # fmt: skip
+        if plan.streams_live:
+            return await self._live(plan, run, queue, t0)
         started = time.perf_counter()
         try:
             result = await anyio.to_thread.run_sync(run, limiter=self.limiter)
@@ -140,16 +142,87 @@ class Gateway:
             raise APIError(400, str(exc), code="invalid_request") from None
         finally:
             queue.release(time.perf_counter() - started)
+        return self._finished(plan, result, t0)
+
+    async def _live(self, plan: translate.Plan, run: Any, queue: queueing.RungQueue, t0: float) -> Response:
+        """Stream free text as it is decoded (``Plan.streams_live``). The status line waits
+        for the first piece of text: a run that ends before any (an error, a call, an empty
+        answer that escalates) is answered exactly as a buffered one, with its real status."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        started = time.perf_counter()
+
+        def on_text(rung: str, text: str) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, ("text", (rung, text)))
+
+        async def work() -> Any:
+            try:
+                return await anyio.to_thread.run_sync(partial(run, on_text=on_text), limiter=self.limiter)
+            finally:
+                queue.release(time.perf_counter() - started)
+
+        task = asyncio.ensure_future(work())
+        task.add_done_callback(lambda _t: events.put_nowait(("done", None)))
+        kind, first = await events.get()
+        if kind == "done":
+            try:
+                result = task.result()
+            except TraceStoreError as exc:
+                raise APIError(503, f"the trace store refused the run: {exc}", code="trace_store_unavailable") from None
+            except ValueError as exc:
+                raise APIError(400, str(exc), code="invalid_request") from None
+            return self._finished(plan, result, t0)
+        rung, text = first
+        run_id = run.keywords["run_id"]
+        live = shaping.LiveStream(run_id, rung, plan)
+        headers = {"x-modelladder-run-id": run_id, "x-modelladder-step": plan.step.name,
+                   "x-modelladder-rung": rung, "x-modelladder-streamed": "live", "cache-control": "no-cache"}  # fmt: skip
+        if plan.tags.get("ignored"):
+            headers["x-modelladder-ignored"] = plan.tags["ignored"]
+
+        async def body() -> AsyncIterator[bytes]:
+            yield live.start() + live.delta(text)
+            while True:
+                kind, item = await events.get()
+                if kind == "text":
+                    if item[0] != rung:  # only if the streaming attempt crashed: never mix two answers
+                        continue
+                    chunk = live.delta(item[1])
+                    if chunk:
+                        yield chunk
+                    continue
+                try:
+                    result = task.result()
+                except Exception as exc:  # noqa: BLE001 -- the status line is gone: say it in the stream
+                    yield live.fail(APIError(500, f"the run failed after streaming began: {exc}", "internal_error"))
+                    return
+                self._count(plan, result, t0)
+                if result.outcome != "resolved":  # cannot happen by Plan.streams_live's rules; never hide it
+                    yield live.fail(shaping.unresolved_error(result))
+                elif result.rung != rung or not result.text.strip().startswith(live.sent):
+                    yield live.fail(APIError(500, "the streamed attempt was not the accepted one; retry without "
+                                                  "stream", "stream_mismatch"))
+                else:
+                    yield live.finish(result)
+                return
+
+        return StreamingResponse(body(), 200, headers, media_type="text/event-stream")
+
+    def _count(self, plan: translate.Plan, result: Any, t0: float) -> None:
         self.metrics.runs.inc(plan.step.name, result.outcome)
         self.metrics.request_latency.observe(time.perf_counter() - t0, result.rung or "none")
+
+    def _finished(self, plan: translate.Plan, result: Any, t0: float) -> Response:
+        """A finished run as a response: the body (or an SSE replay), or the error."""
+        self._count(plan, result, t0)
         if result.outcome != "resolved":
-            raise shaping.unresolved_error(result)  # type: ignore[arg-type]
+            raise shaping.unresolved_error(result)
         headers = shaping.headers_for(result)
         if plan.stream:
             headers["cache-control"] = "no-cache"
-            body = b"".join(shaping.stream_chunks(result, plan))  # type: ignore[arg-type]
+            body = b"".join(shaping.stream_chunks(result, plan))
             return Response(body, 200, headers, "text/event-stream")
-        return _json(shaping.completion_body(result, plan), headers=headers)  # type: ignore[arg-type]
+        return _json(shaping.completion_body(result, plan), headers=headers)
 
     # -- the rest ---------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
@@ -205,7 +278,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "Unknown model or run",
         413: "Request body too large",
         422: "Every rung failed the contract (the attempts are listed)",
-        429: "The rung's queue is full (see Retry-After)",
+        429: "The rung's queue is full (code queue_full) or the wait for a slot timed out (queue_timeout); see Retry-After",
         503: "No rung is reachable",
     }.items()
 }

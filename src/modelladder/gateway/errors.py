@@ -72,8 +72,14 @@ def error_response(status: int, message: str, code: str | None = None, **kw: Any
     return APIError(status, message, code=code, **kw).response()
 
 
+_RESPONSE_FORMAT_TAGS = ("text", "json_object", "json_schema")
+
+
 def _loc(loc: tuple[Any, ...]) -> str | None:
     parts = [str(p) for p in loc if p != "body"]
+    # a discriminated union puts its tag in the path: response_format.json_schema.json_schema.name
+    if len(parts) > 1 and parts[0] == "response_format" and parts[1] in _RESPONSE_FORMAT_TAGS:
+        del parts[1]
     # drop pydantic's union/discriminator tags ("ResponseFormatText", "str", "list[...]")
     parts = [p for p in parts if not (p[:1].isupper() or p in ("str", "int", "float", "bool") or "[" in p)]
     out = ""

@@ -29,7 +29,10 @@ class QueueFull(Exception):
     """The queue holds ``max_waiting`` requests already."""
 
     def __init__(self, queue: RungQueue):
-        super().__init__(f"{queue.name}: {queue.waiting} requests already waiting")
+        super().__init__(
+            f"queue full: {queue.waiting} requests already wait for {queue.name!r} "
+            f"(the limit is {queue.max_waiting} waiting per queue: `modelladder serve --max-queue`)"
+        )
         self.retry_after_s = queue.retry_after_s()
 
 
@@ -37,7 +40,11 @@ class QueueTimeout(Exception):
     """The request waited ``timeout_s`` without reaching the model."""
 
     def __init__(self, queue: RungQueue, waited_s: float):
-        super().__init__(f"{queue.name}: no free slot within {waited_s:.1f}s")
+        super().__init__(
+            f"wait-for-slot timeout: no free slot on {queue.name!r} within {waited_s:.1f}s "
+            f"({queue.waiting} others waiting; the limit is queue_timeout_s, or the step's latency budget "
+            "when smaller; `modelladder serve --queue-timeout`)"
+        )
         self.retry_after_s = queue.retry_after_s()
 
 

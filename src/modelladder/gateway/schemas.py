@@ -25,11 +25,16 @@ __all__ = [
 
 NAME_PATTERN = r"^[a-zA-Z0-9_.-]{1,64}$"
 
-# Accepted for compatibility, not used: sampling knobs that the ladder does not expose
-# (decoding is greedy by default so that a failed small model fails the same way again).
+# Accepted for compatibility, not used (each request records the ones it set, in the trace's
+# ``ignored`` tag and the ``x-modelladder-ignored`` header): sampling knobs the ladder does not
+# expose (decoding is greedy by default so that a failed small model fails the same way again),
+# provider features (caching, storage, tiers, moderation, web search, audio, predicted output)
+# and the legacy ``functions``/``function_call`` pair (send ``tools``).
 IGNORED_FIELDS = (
     "frequency_penalty", "presence_penalty", "top_p", "logit_bias", "logprobs", "top_logprobs",
     "store", "service_tier", "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity",
+    "audio", "function_call", "functions", "modalities", "moderation", "prediction", "prompt_cache_options",
+    "prompt_cache_retention", "web_search_options",
 )  # fmt: skip
 
 
@@ -147,6 +152,15 @@ class ChatCompletionRequest(BaseModel):
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     verbosity: str | None = None
+    audio: dict[str, Any] | None = None
+    function_call: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    moderation: dict[str, Any] | str | bool | None = None
+    prediction: dict[str, Any] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: str | None = None
+    web_search_options: dict[str, Any] | None = None
 
 
 class FeedbackRequest(BaseModel):

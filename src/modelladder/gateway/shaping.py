@@ -2,10 +2,12 @@
 ``chat.completion.chunk`` stream, ``x-modelladder-*`` headers, and error bodies for runs
 that no rung could satisfy.
 
-Why streaming happens after the run: the ladder validates a *finished* output and may
+Why most streams happen after the run: the ladder validates a *finished* output and may
 escalate; streaming tokens as they come would hand the agent text that is later thrown
-away. So the stream is the validated answer cut into chunks, and a failed run still gets
-a real status code (422/503) instead of an error in the middle of a 200 stream.
+away. So a buffered stream is the validated answer cut into chunks, and a failed run still
+gets a real status code (422/503) instead of an error in the middle of a 200 stream. The
+exception is free text that no later check can reject (``Plan.streams_live``): that goes
+out as decoded, through :class:`LiveStream`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from modelladder.contracts.tools import OPEN
+from modelladder.contracts.tools import OPEN, Answer
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.translate import Plan
 from modelladder.ladder.outcome import Resolved, Unresolved
@@ -45,6 +47,8 @@ def headers_for(result: Resolved | Unresolved) -> dict[str, str]:
         out["x-modelladder-rung"] = _header_safe(result.rung)
     if reasons:
         out["x-modelladder-escalation-reason"] = _header_safe(",".join(reasons))
+    if result.tags.get("ignored"):
+        out["x-modelladder-ignored"] = _header_safe(result.tags["ignored"])
     return out
 
 
@@ -60,6 +64,13 @@ def _apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 def message_for(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
     """The assistant message and ``finish_reason`` for an accepted result."""
     accepted = result.accepted
+    if plan.kind == "tools" and isinstance(result.value, Answer):  # "auto": the model answered
+        answer = result.value
+        if not answer.free:
+            return {"role": "assistant", "content": json.dumps(answer.value, ensure_ascii=False), "refusal": None}, "stop"
+        text, stopped = _apply_stop(answer.text, plan.stop)
+        finish = "length" if accepted.finish_reason == "length" and not stopped else "stop"
+        return {"role": "assistant", "content": text, "refusal": None}, finish
     if plan.kind == "tools":
         calls = result.value or []
         if calls:
@@ -153,6 +164,59 @@ def stream_chunks(result: Resolved, plan: Plan, words_per_chunk: int = 4) -> Ite
     if plan.include_usage:
         yield _sse({**base, "choices": [], "usage": usage_for(result)})
     yield b"data: [DONE]\n\n"
+
+
+class LiveStream:
+    """The SSE events of an answer streamed as it is decoded (``Plan.streams_live``).
+
+    Deltas come from the backend, already free of the model's own stop strings; this adds
+    the request's ``stop`` strings (text is held back while it may still become one) and,
+    when the run ends, whatever of the validated answer was not sent yet.
+    """
+
+    def __init__(self, run_id: str, rung: str, plan: Plan):
+        self.plan, self.rung, self.sent, self.stopped = plan, rung, "", False
+        self.base = {"id": completion_id(run_id), "object": "chat.completion.chunk", "created": int(time.time()),
+                     "model": rung, "system_fingerprint": None}  # fmt: skip
+        self.decoded = ""
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        usage: dict[str, Any] = {"usage": None} if self.plan.include_usage else {}
+        return _sse({**self.base, "choices": [choice], **usage})
+
+    def start(self) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _upto(self, text: str) -> bytes:
+        from modelladder.backends.base import safe_prefix_len
+
+        cut = safe_prefix_len(text, self.plan.stop)
+        self.stopped = any(s in text for s in self.plan.stop)
+        new = text[len(self.sent) : cut] if text.startswith(self.sent) else ""
+        if not new:
+            return b""
+        self.sent += new
+        return self._chunk({"content": new})
+
+    def delta(self, text: str) -> bytes:
+        if self.stopped:
+            return b""
+        self.decoded += text
+        return self._upto(self.decoded.lstrip())
+
+    def finish(self, result: Resolved) -> bytes:
+        message, finish = message_for(result, self.plan)
+        final = message.get("content") or ""  # validated, and cut at the request's stop strings
+        rest = final[len(self.sent) :] if final.startswith(self.sent) else ""
+        out = self._chunk({"content": rest}) if rest else b""
+        out += self._chunk({}, finish)
+        if self.plan.include_usage:
+            out += _sse({**self.base, "choices": [], "usage": usage_for(result)})
+        return out + b"data: [DONE]\n\n"
+
+    def fail(self, error: APIError) -> bytes:
+        return _sse(error.body()) + b"data: [DONE]\n\n"
 
 
 # -- runs that produced no answer ------------------------------------------------------------

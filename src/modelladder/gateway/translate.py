@@ -2,7 +2,8 @@
 which policy, which rung it enters on.
 
 The contract is *derived* from the request, never configured on the server: ``tools`` +
-``tool_choice`` become :class:`~modelladder.contracts.ToolCalls`, ``response_format``
+``tool_choice`` become :class:`~modelladder.contracts.ToolCalls` (``auto``: call or answer,
+the answer shaped by ``response_format`` when one is given), ``response_format`` alone
 becomes :class:`~modelladder.contracts.JsonSchema`, anything else is free text. That is
 what lets an unmodified agent get contract-checked, smallest-first execution.
 """
@@ -21,6 +22,7 @@ from modelladder.contracts.base import Contract
 from modelladder.fleet import Fleet, Rung
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.schemas import (
+    IGNORED_FIELDS,
     ChatCompletionRequest,
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
@@ -28,22 +30,10 @@ from modelladder.gateway.schemas import (
 from modelladder.ladder.policy import Policy, eligible_rungs
 from modelladder.ladder.step import Step
 
-__all__ = ["AutoToolCalls", "DEFAULT_STEP", "LADDER", "Plan", "Target", "model_ids", "plan", "resolve_model"]
+__all__ = ["DEFAULT_STEP", "LADDER", "Plan", "Target", "model_ids", "plan", "resolve_model"]
 
 LADDER = "ladder"
 DEFAULT_STEP = "default"
-
-
-class AutoToolCalls(ToolCalls):
-    """``tool_choice="auto"``: calls, or a decline. Differs from :class:`ToolCalls` only in
-    keeping a remote model's plain-text reply (the parent turns it into an empty decline,
-    losing the text the agent needs as its final answer)."""
-
-    def from_openai_message(self, message: dict[str, Any]) -> str:
-        content = message.get("content")
-        if not message.get("tool_calls") and isinstance(content, str) and content.strip():
-            return content
-        return super().from_openai_message(message)
 
 
 @dataclass(frozen=True)
@@ -69,6 +59,18 @@ class Plan:
     stop: list[str]
     stream: bool
     include_usage: bool
+
+    @property
+    def streams_live(self) -> bool:
+        """Whether a streamed answer may go out as it is decoded: only free text that no
+        later check can reject -- a free-text request (no confidence gate, truncation
+        accepted, so any non-blank text is final), or the text answer of ``tool_choice="auto"``
+        (the same rules; calls and JSON answers are validated whole) -- and only without a
+        latency budget (a timeout could still fail an attempt that had begun to stream)."""
+        if not self.stream or self.policy.latency_budget_s is not None:
+            return False
+        contract = self.step.contract
+        return contract is None or (isinstance(contract, ToolCalls) and contract.answer is True)
 
 
 def model_ids(fleet: Fleet) -> list[str]:
@@ -137,16 +139,10 @@ def _build_contract(req: ChatCompletionRequest) -> tuple[Contract | None, str]:
             400, "tool_choice is only allowed when tools are specified", "invalid_value", param="tool_choice"
         )
     fmt = req.response_format
-    wants_json = isinstance(fmt, ResponseFormatJsonObject | ResponseFormatJsonSchema)
     uses_tools = bool(tools) and choice != "none"
-    if uses_tools and wants_json:
-        raise APIError(
-            400,
-            "tools together with a JSON response_format is not supported by modelladder: the output "
-            "must satisfy one contract; send either tools or response_format",
-            "unsupported_combination",
-            param="response_format",
-        )
+    answer: JsonSchema | None = (
+        _json_contract(fmt) if isinstance(fmt, ResponseFormatJsonObject | ResponseFormatJsonSchema) else None
+    )
     if uses_tools:
         names = [t["function"]["name"] for t in tools]
         named = choice.function.name if choice is not None and not isinstance(choice, str) else None
@@ -158,29 +154,36 @@ def _build_contract(req: ChatCompletionRequest) -> tuple[Contract | None, str]:
         parallel = True if req.parallel_tool_calls is None else req.parallel_tool_calls
         try:
             if choice is None or choice == "auto":
-                return AutoToolCalls(tools, parallel=parallel, allow_no_call=True), "tools"
+                # "auto" is "call or answer": the answer is free text, or the response_format's JSON
+                return ToolCalls(tools, parallel=parallel, answer=answer or True), "tools"
+            # "required" / a named tool: a call, whatever response_format says about the final answer
             return ToolCalls(tools, parallel=parallel, tool_choice=named or "required"), "tools"
         except ContractError as exc:
             raise APIError(400, str(exc), "invalid_tools", param="tools") from None
         except Exception as exc:  # the grammar compiler may refuse exotic schemas in its own ways
             raise APIError(400, f"tools cannot be compiled: {exc}", "invalid_tools", param="tools") from None
-    if wants_json:
-        if isinstance(fmt, ResponseFormatJsonSchema):
-            spec = fmt.json_schema
-            schema: dict[str, Any] = spec.schema_ if spec.schema_ is not None else {}
-            name: str | None = spec.name
-        else:
-            schema, name = {"type": "object"}, "json_object"
-        try:
-            return JsonSchema(schema, name=name), "json"
-        except ContractError as exc:
-            raise APIError(400, str(exc), "invalid_json_schema", param="response_format") from None
-        except Exception as exc:
-            raise APIError(
-                400, f"response_format schema cannot be compiled: {exc}", "invalid_json_schema",
-                param="response_format",
-            ) from None  # fmt: skip
+    if answer is not None:
+        return answer, "json"
     return None, "text"
+
+
+def _json_contract(fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema) -> JsonSchema:
+    """``response_format`` -> :class:`JsonSchema` (or a 400 naming the schema's problem)."""
+    if isinstance(fmt, ResponseFormatJsonSchema):
+        spec = fmt.json_schema
+        schema: dict[str, Any] = spec.schema_ if spec.schema_ is not None else {}
+        name: str | None = spec.name
+    else:
+        schema, name = {"type": "object"}, "json_object"
+    try:
+        return JsonSchema(schema, name=name)
+    except ContractError as exc:
+        raise APIError(400, str(exc), "invalid_json_schema", param="response_format.json_schema.schema") from None
+    except Exception as exc:
+        raise APIError(
+            400, f"response_format schema cannot be compiled: {exc}", "invalid_json_schema",
+            param="response_format.json_schema.schema",
+        ) from None  # fmt: skip
 
 
 def _messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -216,6 +219,9 @@ def _tags(req: ChatCompletionRequest) -> dict[str, str]:
         )  # fmt: skip
     for k, v in meta.items():
         tags.setdefault(k, v)
+    ignored = sorted(f for f in req.model_fields_set & set(IGNORED_FIELDS) if getattr(req, f) is not None)
+    if ignored:  # accepted, not honoured: the trace says so, and so does a response header
+        tags["ignored"] = ",".join(ignored)
     return tags
 
 
@@ -240,6 +246,10 @@ def plan(req: ChatCompletionRequest, fleet: Fleet, *, max_tokens_limit: int, def
         policy = dataclasses.replace(
             policy, min_mean_logprob=None, min_token_logprob=None, accept_truncated=True
         )
+    elif isinstance(contract, ToolCalls) and contract.answer is True:
+        # Call or answer in free text: a text answer cut by max_tokens is what OpenAI gives
+        # (finish_reason "length"); a cut call fails its parse and escalates all the same.
+        policy = dataclasses.replace(policy, accept_truncated=True)
     step = Step(target.step, contract=contract, max_tokens=max_tokens)
     rungs = [r for r in fleet.rungs if r.step in (None, step.name)]
     try:

@@ -86,6 +86,11 @@ class Attempt:
     error_detail: str = ""
     escalation_reason: str | None = None
     accepted: bool = False
+    # What the model chose on a tool step ("call" | "answer" | "decline"), valid or not: the
+    # decision a gate on calling can learn from. None for steps without that choice.
+    decision: str | None = None
+    repeated_call: bool = False  # the loop guard: it repeats a call the conversation answered
+    forced_answer: bool = False  # the loop guard's last-rung retry, with calls ruled out
 
     @property
     def value(self) -> Any:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelladder.contracts.tools import Answer
 from modelladder.fleet_types import Policy, Rung
+from modelladder.ladder.loops import LOOP_REASON
 from modelladder.ladder.outcome import Attempt
 
 if TYPE_CHECKING:
@@ -40,7 +42,9 @@ def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
 
 def judge(attempt: Attempt, policy: Policy, gate: GateVerdict | None = None) -> str | None:
     """Why this attempt must not be accepted, or ``None`` if it passes. The order is the
-    order of trust: a backend error, then truncation, then the contract, then confidence.
+    order of trust: a backend error, then truncation, then the contract, then the loop
+    guard, then confidence. A free-text answer of a call-or-answer step skips the gate, as
+    a free-text step does: there is no value whose tokens the gate could measure.
 
     ``gate``: a calibrated gate's verdict on this attempt. When there is one it *replaces* the
     log-probability thresholds: its guarantee was measured on contract-passing answers with no
@@ -53,6 +57,10 @@ def judge(attempt: Attempt, policy: Policy, gate: GateVerdict | None = None) -> 
     if attempt.verdict is None or not attempt.verdict.ok:
         reason = attempt.verdict.reason if attempt.verdict is not None else "not_validated"
         return f"contract:{reason}"
+    if attempt.repeated_call:
+        return LOOP_REASON
+    if isinstance(attempt.value, Answer) and attempt.value.free:
+        return None
     if gate is not None:
         return None if gate.accept else gate.reason
     conf = attempt.confidence

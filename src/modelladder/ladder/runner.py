@@ -6,6 +6,7 @@ delegated to the pure functions in :mod:`modelladder.ladder.policy`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
+from modelladder.contracts.tools import ToolCalls
 from modelladder.ladder.gate import Gate, GateVerdict
 from modelladder.ladder.keys import step_key
+from modelladder.ladder.loops import LOOP_REASON, repeated_calls
 from modelladder.ladder.outcome import Attempt, Confidence, Resolved, StepResult, Unresolved
 from modelladder.ladder.policy import Policy, Stop, judge, next_action, shadow_rung
 from modelladder.ladder.step import Step
@@ -31,6 +34,7 @@ __all__ = ["AttemptHook", "BackendFactory", "Ladder", "TraceSink", "validate_mes
 
 BackendFactory = Callable[["Rung"], Backend]
 AttemptHook = Callable[[Attempt], None]
+TextHook = Callable[[str, str], None]  # (rung name, new free text): live streaming
 log = logging.getLogger("modelladder.ladder")
 
 
@@ -135,9 +139,12 @@ class Ladder:
         on_attempt: AttemptHook | None = None,
         params: GenerationParams | None = None,
         episode_id: str | None = None,
+        on_text: TextHook | None = None,
     ) -> Resolved | Unresolved:
         """Run ``step`` on ``messages``. Never raises for a model failure: the result is
-        :class:`Resolved` (validated value) or :class:`Unresolved` (every attempt, no value)."""
+        :class:`Resolved` (validated value) or :class:`Unresolved` (every attempt, no value).
+        ``on_text(rung, text)`` gets free text as backends decode it (see
+        :class:`GenerationParams`); the caller decides whether showing it early is safe."""
         messages = validate_messages(messages)
         pol = policy if policy is not None else self.policy_for(step)
         base_params = params or GenerationParams(max_tokens=step.max_tokens)
@@ -154,30 +161,26 @@ class Ladder:
         common: dict[str, Any] = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
                       tags=dict(tags or {}), contract=contract, step_key=key,
                       episode_id=episode_id or derive_episode_id(messages))
-        gate_version: int | None = None
+        gate_versions: list[int] = []  # the calibrations that judged this run's attempts
 
         while True:
             action = next_action(pol, rungs, attempts, self._clock() - start)
             if isinstance(action, Stop):
-                result: Resolved | Unresolved = Unresolved(
+                forced = self._loop_fallback(step, prompt, attempts, base_params, pol, on_attempt, action,
+                                             self._clock() - start, on_text, gate_versions)  # fmt: skip
+                if forced is not None and forced.accepted:
+                    result: Resolved | Unresolved = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
+                    break
+                result = Unresolved(
                     **common, attempts=attempts, latency_s=self._clock() - start, reason=action.reason
                 )
                 break
-            attempt = self._attempt(step, prompt, action.rung, len(attempts), base_params, action.timeout_s)
-            attempts.append(attempt)
-            verdict = self._assess(key, digest, attempt)
-            if verdict is not None:
-                gate_version = verdict.version
-            reason = judge(attempt, pol, verdict)
-            if reason is None:
-                attempt.accepted = True
-            else:
-                attempt.escalation_reason = reason
-            if on_attempt is not None:
-                on_attempt(attempt)
+            attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt,
+                                   on_text, gate_versions)  # fmt: skip
             if attempt.accepted:
                 result = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
                 break
+        gate_version = gate_versions[-1] if gate_versions else None
         result.gate_version = gate_version
         result.config_digest = _digest(
             {"fleet": self._fleet_digest, "policy": asdict(pol), "gate_version": gate_version}
@@ -187,6 +190,63 @@ class Ladder:
             if isinstance(result, Resolved):
                 self._maybe_shadow(step, prompt, rungs, pol, result, base_params)
         return result
+
+    def _judged(
+        self, step: Step, prompt: list[dict[str, Any]], rung: Rung, attempts: list[Attempt],
+        params: GenerationParams, timeout_s: float | None, pol: Policy, on_attempt: AttemptHook | None,
+        on_text: TextHook | None = None, gate_versions: list[int] | None = None,
+    ) -> Attempt:  # fmt: skip
+        """One attempt, judged (by the calibrated gate where there is one, whose version is
+        appended to ``gate_versions``), appended to ``attempts`` and reported to ``on_attempt``."""
+        if on_text is not None:
+            params = dataclasses.replace(params, on_text=lambda text: on_text(rung.name, text))
+        attempt = self._attempt(step, prompt, rung, len(attempts), params, timeout_s)
+        attempts.append(attempt)
+        digest = step.contract.digest() if step.contract is not None else None
+        verdict = self._assess(step_key(step.name, digest), digest, attempt)
+        if verdict is not None and gate_versions is not None:
+            gate_versions.append(verdict.version)
+        reason = judge(attempt, pol, verdict)
+        if reason is None:
+            attempt.accepted = True
+        else:
+            attempt.escalation_reason = reason
+        if on_attempt is not None:
+            on_attempt(attempt)
+        return attempt
+
+    def _loop_fallback(
+        self, step: Step, prompt: list[dict[str, Any]], attempts: list[Attempt], params: GenerationParams,
+        pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float, on_text: TextHook | None,
+        gate_versions: list[int] | None = None,
+    ) -> Attempt | None:  # fmt: skip
+        """The loop guard's last word: when every rung is spent and some rungs only repeated an
+        answered call, those rungs, smallest first, answer with calls ruled out
+        (``ToolCalls.answer_only``) until one answer passes, so an agent loop ends with a
+        reply. Returns the last such attempt; ``None`` (no attempt) when the ladder stopped
+        for another reason (attempts, budget), when no attempt looped, or when the step
+        cannot answer."""
+        contract = step.contract
+        answer_only = contract.answer_only() if isinstance(contract, ToolCalls) else None
+        looped = list(dict.fromkeys(a.rung for a in attempts if a.escalation_reason == LOOP_REASON))
+        if answer_only is None or stop.reason != "exhausted" or not looped or any(a.forced_answer for a in attempts):
+            return None
+        forced_step = dataclasses.replace(step, contract=answer_only)
+        attempt = None
+        for name in looped:
+            if pol.max_attempts is not None and len(attempts) >= pol.max_attempts:
+                break
+            spent = elapsed_s + sum(a.latency_s for a in attempts if a.forced_answer)
+            if pol.latency_budget_s is not None and spent >= pol.latency_budget_s:
+                break
+            remaining = None if pol.latency_budget_s is None else pol.latency_budget_s - spent
+            rung = next(r for r in self.fleet.rungs if r.name == name)
+            attempt = self._judged(forced_step, prompt, rung, attempts, params, remaining, pol, on_attempt, on_text,
+                                   gate_versions)  # fmt: skip
+            attempt.forced_answer = True
+            if attempt.accepted:
+                break
+        return attempt
 
     def _assess(self, key: str, digest: str | None, attempt: Attempt) -> GateVerdict | None:
         """The gate's verdict on a contract-passing attempt; a failing gate escalates, never crashes."""
@@ -256,12 +316,7 @@ class Ladder:
     ) -> Attempt:
         attempt = Attempt(index=index, rung=rung.name, placement=rung.placement)
         if timeout_s is not None:
-            params = GenerationParams(
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                seed=params.seed,
-                timeout_s=min(timeout_s, params.timeout_s or timeout_s),
-            )
+            params = dataclasses.replace(params, timeout_s=min(timeout_s, params.timeout_s or timeout_s))
         t0 = self._clock()
         try:
             gen = self.backend(rung).generate(prompt, step.contract, params)
@@ -287,4 +342,12 @@ class Ladder:
             attempt.verdict = Verdict.passed(gen.text) if gen.text.strip() else Verdict.failed("empty_output")
         else:
             attempt.verdict = step.contract.validate(gen.text, prompt)
+        if isinstance(step.contract, ToolCalls):
+            attempt.decision = step.contract.decision(gen.text)
+            value = attempt.verdict.value
+            # Only where the step may do something else: a forced call ("required", a named
+            # tool) may legitimately poll the same tool again.
+            may_stop = step.contract.answers or step.contract.allow_no_call
+            if may_stop and attempt.verdict.ok and isinstance(value, list) and repeated_calls(value, prompt):
+                attempt.repeated_call = True
         return attempt

@@ -145,6 +145,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX calibrations_step ON calibrations (step_key, version);
         """,
     ),
+    Migration(
+        5,
+        "per attempt, what the model chose on a tool step (call / answer / decline)",
+        """
+        ALTER TABLE attempts ADD COLUMN decision TEXT;
+        """,
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

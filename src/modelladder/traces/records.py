@@ -41,6 +41,7 @@ class AttemptRecord:
     escalation_reason: str | None
     accepted: bool
     signals: dict[str, float] = field(default_factory=dict)  # extra gate signals (Confidence.signals)
+    decision: str | None = None  # tool steps: "call" | "answer" | "decline" (what the model chose)
 
     @property
     def verdict(self) -> Verdict | None:

@@ -102,7 +102,7 @@ _ATTEMPT_COLUMNS = (
     "run_id", "idx", "rung", "placement", "text", "value", "verdict_ok", "verdict_reason",
     "verdict_detail", "mean_logprob", "min_logprob", "n_value_tokens", "prompt_tokens",
     "completion_tokens", "cached_prompt_tokens", "latency_s", "cost_usd", "finish_reason", "error",
-    "error_detail", "escalation_reason", "accepted", "signals",
+    "error_detail", "escalation_reason", "accepted", "signals", "decision",
 )  # fmt: skip
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
@@ -160,6 +160,7 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
         escalation_reason=row["escalation_reason"],
         accepted=bool(row["accepted"]),
         signals=_loads(row["signals"]) or {},
+        decision=row["decision"],
     )
 
 
@@ -344,6 +345,7 @@ class TraceStore(LabelsMixin):
             a.escalation_reason,
             int(bool(a.accepted)),
             _dumps(c.signals(), f"attempt {a.index} signals", run_id) if c is not None and c.signals() else None,
+            a.decision,
         )
 
     def record_feedback(self, run_id: str, success: bool, note: str | None = None) -> None:

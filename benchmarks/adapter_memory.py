@@ -46,8 +46,15 @@ def make_adapters(base: Path, n: int, out: Path, rank: int = 8) -> list[Path]:
     from modelladder.distill.export_gguf import BaseInfo, write_lora_gguf
 
     info = BaseInfo(base)
-    names = [t for t in info.shapes if t.endswith(".weight") and t.startswith("blk.") and
-             any(k in t for k in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"))]
+    names = [
+        t
+        for t in info.shapes
+        if t.endswith(".weight")
+        and t.startswith("blk.")
+        and any(
+            k in t for k in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+        )
+    ]
     paths = []
     for i in range(n):
         rng = np.random.default_rng(i)
@@ -102,9 +109,14 @@ def worker_shared(base: Path, adapters: list[Path]) -> dict[str, object]:
         set_adapter(model, str(adapters[i % len(adapters)]) if i % 3 else None)
         switches.append(time.perf_counter() - t0)
     rss, hwm = peak_rss_mb()
-    return {"rss_mb": rss, "peak_rss_mb": hwm, "decode_tps_base": plain_tps,
-            "decode_tps_adapter": statistics.fmean(tps), "switch_us_p50": 1e6 * statistics.median(switches),
-            "switch_us_max": 1e6 * max(switches)}
+    return {
+        "rss_mb": rss,
+        "peak_rss_mb": hwm,
+        "decode_tps_base": plain_tps,
+        "decode_tps_adapter": statistics.fmean(tps),
+        "switch_us_p50": 1e6 * statistics.median(switches),
+        "switch_us_max": 1e6 * max(switches),
+    }
 
 
 def worker_separate(files: list[Path]) -> dict[str, object]:
@@ -119,8 +131,12 @@ def worker_separate(files: list[Path]) -> dict[str, object]:
 
 
 def run_worker(kind: str, n: int, workdir: Path) -> dict[str, object]:
-    out = subprocess.run([sys.executable, __file__, "--worker", kind, "--n", str(n), "--workdir", str(workdir)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", kind, "--n", str(n), "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -152,13 +168,18 @@ def main() -> None:
             shared = run_worker("shared", n, work)
             separate = run_worker("separate", n, work)
             rows.append({"n": n, "shared": shared, "separate": separate})
-            print(f"N={n}: shared {shared['peak_rss_mb']:.0f} MB, separate {separate['peak_rss_mb']:.0f} MB",
-                  flush=True)
+            print(
+                f"N={n}: shared {shared['peak_rss_mb']:.0f} MB, separate {separate['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
         adapter_mb = adapters[0].stat().st_size / 2**20
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
-        "base": base.name, "base_mb": base.stat().st_size / 2**20, "adapter_mb": adapter_mb, "n_ctx": N_CTX,
+        "base": base.name,
+        "base_mb": base.stat().st_size / 2**20,
+        "adapter_mb": adapter_mb,
+        "n_ctx": N_CTX,
         "rows": rows,
     }
     print("\n| specialists | one base + N adapters (peak RSS) | N separate models (peak RSS) |")
@@ -166,9 +187,11 @@ def main() -> None:
     for r in rows:
         print(f"| {r['n']} | {r['shared']['peak_rss_mb']:.0f} MB | {r['separate']['peak_rss_mb']:.0f} MB |")
     last = rows[-1]["shared"]
-    print(f"\nadapter file {adapter_mb:.1f} MB; switch p50 {last['switch_us_p50']:.0f} us (max "
-          f"{last['switch_us_max']:.0f} us); decode tokens/s (bare / with an adapter, only meaningful on an "
-          f"otherwise idle machine) {last['decode_tps_base']:.1f} / {last['decode_tps_adapter']:.1f}")
+    print(
+        f"\nadapter file {adapter_mb:.1f} MB; switch p50 {last['switch_us_p50']:.0f} us (max "
+        f"{last['switch_us_max']:.0f} us); decode tokens/s (bare / with an adapter, only meaningful on an "
+        f"otherwise idle machine) {last['decode_tps_base']:.1f} / {last['decode_tps_adapter']:.1f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -45,8 +45,13 @@ print(json.dumps({"pp_tok_s": len(tokens) / pp, "decode_tok_s": n_decode / dec,
 
 def measure(folder: Path, model: Path, n_prompt: int, n_decode: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(folder))
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(model), str(n_prompt), str(n_decode)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model), str(n_prompt), str(n_decode)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if proc.returncode != 0:
         why = f" (signal {-proc.returncode})" if proc.returncode < 0 else f": {proc.stderr.strip()[-300:]}"
         return {"error": f"exit {proc.returncode}{why}"}
@@ -71,10 +76,18 @@ def main() -> None:
             for build, folder in builds.items():
                 r = measure(Path(folder), model, ns.prompt, ns.decode)
                 runs.setdefault((build, model_name), []).append(r)
-                print(f"round {rnd + 1}/{ns.rounds} {model_name} {build}: "
-                      + (r.get("error") or f"pp {r['pp_tok_s']:.0f} tok/s, decode {r['decode_tok_s']:.1f} tok/s"),
-                      file=sys.stderr, flush=True)
-    print(f"\n| model | build | prompt tok/s ({ns.prompt} tokens) | decode tok/s | vs first build (pp / decode) |")
+                print(
+                    f"round {rnd + 1}/{ns.rounds} {model_name} {build}: "
+                    + (
+                        r.get("error")
+                        or f"pp {r['pp_tok_s']:.0f} tok/s, decode {r['decode_tok_s']:.1f} tok/s"
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(
+        f"\n| model | build | prompt tok/s ({ns.prompt} tokens) | decode tok/s | vs first build (pp / decode) |"
+    )
     print("|---|---|---|---|---|")
     first = next(iter(builds))
     for model_name in models:
@@ -87,8 +100,14 @@ def main() -> None:
             pp = statistics.median(r["pp_tok_s"] for r in rs)
             dec = statistics.median(r["decode_tok_s"] for r in rs)
             ok = not any("error" in r for r in base)
-            rel = (f"{pp / statistics.median(r['pp_tok_s'] for r in base):.2f}x / "
-                   f"{dec / statistics.median(r['decode_tok_s'] for r in base):.2f}x") if ok else "-"
+            rel = (
+                (
+                    f"{pp / statistics.median(r['pp_tok_s'] for r in base):.2f}x / "
+                    f"{dec / statistics.median(r['decode_tok_s'] for r in base):.2f}x"
+                )
+                if ok
+                else "-"
+            )
             print(f"| {model_name} | {build} | {pp:.0f} | {dec:.1f} | {rel} |")
     for build, folder in builds.items():
         info = next((r["info"] for (b, _), rs in runs.items() if b == build for r in rs if "info" in r), "")

@@ -111,7 +111,9 @@ def main() -> None:
     for fp in (0.05, 0.10, 0.20):
         thr = float(np.quantile(neg, 1 - fp))
         caught[f"{fp:.0%} of call items escalated"] = {
-            "threshold": thr, "irrelevance_caught": sum(s > thr for s in pos) / len(pos)}
+            "threshold": thr,
+            "irrelevance_caught": sum(s > thr for s in pos) / len(pos),
+        }
     figures["irrelevance_caught_at"] = caught
     figures["seconds"] = round(time.time() - t0, 1)
     figures["machine"] = f"{os.cpu_count()} cores"

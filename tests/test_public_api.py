@@ -17,7 +17,10 @@ EXPORTED = {
 }  # fmt: skip
 
 # Modules that are entry points or scripts rather than importable API.
-NOT_API = {"modelladder.native_build", "modelladder.cli"}  # a build script; the command line (its API is the CLI)
+NOT_API = {
+    "modelladder.native_build",
+    "modelladder.cli",
+}  # a build script; the command line (its API is the CLI)
 
 
 def test_exported_names_are_exactly_the_intended_ones() -> None:

@@ -64,7 +64,7 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
         raise FleetError(f"rung {rung.name!r}: `ground_strings` must be true or false")
     if rung.ground_strings and rung.backend != "llamacpp":
         raise FleetError(
-            f"rung {rung.name!r}: `ground_strings` narrows local decoding and needs backend = \"llamacpp\"; "
+            f'rung {rung.name!r}: `ground_strings` narrows local decoding and needs backend = "llamacpp"; '
             "remove it from this rung"
         )
     if not isinstance(rung.params, int) or rung.params <= 0:
@@ -75,7 +75,9 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
 def _policy_from(table: dict[str, Any], where: str) -> Policy:
     unknown = set(table) - _POLICY_FIELDS
     if unknown:
-        raise FleetError(f"{where}: unknown policy field(s) {sorted(unknown)}; known: {sorted(_POLICY_FIELDS)}")
+        raise FleetError(
+            f"{where}: unknown policy field(s) {sorted(unknown)}; known: {sorted(_POLICY_FIELDS)}"
+        )
     return Policy(**table)
 
 
@@ -109,7 +111,9 @@ def load_fleet(path: str | Path | None = None) -> Fleet:
         return parse_fleet(tomllib.loads(text), "<default fleet>")
     p = Path(path)
     if not p.is_file():
-        raise FleetError(f"fleet file not found: {p}; pass an existing fleet.toml or omit --fleet for the default")
+        raise FleetError(
+            f"fleet file not found: {p}; pass an existing fleet.toml or omit --fleet for the default"
+        )
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:

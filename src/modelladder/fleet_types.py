@@ -77,7 +77,9 @@ class Rung:
     step: str | None = None  # a specialist rung serves this step only
     n_ctx: int = 8192
     n_threads: int | None = None
-    ground_strings: bool = False  # llamacpp: free string values (tool arguments, JSON fields) copied from the user text
+    ground_strings: bool = (
+        False  # llamacpp: free string values (tool arguments, JSON fields) copied from the user text
+    )
     latency_s: float | None = None  # reference rung: simulated latency
     source: str = ""  # where a price/latency figure was taken from
 

@@ -134,8 +134,19 @@ def build_wheel(python: str, args: str, *, quiet: bool = False) -> Path:
     tmp = tempfile.mkdtemp(dir=root, prefix=".building-")
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may serve several users' venvs
     try:
-        cmd = [python, "-m", "pip", "wheel", f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
-               "--no-deps", "--no-binary", "llama-cpp-python", "--no-cache-dir", "-w", tmp]
+        cmd = [
+            python,
+            "-m",
+            "pip",
+            "wheel",
+            f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
+            "--no-deps",
+            "--no-binary",
+            "llama-cpp-python",
+            "--no-cache-dir",
+            "-w",
+            tmp,
+        ]
         if quiet:
             cmd.append("--quiet")
         subprocess.run(cmd, check=True, env=dict(os.environ, CMAKE_ARGS=args))
@@ -155,8 +166,12 @@ def install(python: str, *, quiet: bool = False, force: bool = False) -> Path:
     args = cmake_args()
     wheel = None if force else cached_wheel(args)
     if wheel is None:
-        print(f"building llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} with CMAKE_ARGS={args!r} "
-              "(about 8 minutes on 2 cores, once per CPU feature set)", file=sys.stderr, flush=True)
+        print(
+            f"building llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} with CMAKE_ARGS={args!r} "
+            "(about 8 minutes on 2 cores, once per CPU feature set)",
+            file=sys.stderr,
+            flush=True,
+        )
         wheel = build_wheel(python, args, quiet=quiet)
     cmd = [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", str(wheel)]
     if quiet:
@@ -167,8 +182,10 @@ def install(python: str, *, quiet: bool = False, force: bool = False) -> Path:
 
 def rebuild_command(python: str = "python") -> str:
     """The one line a user runs to replace a crashing llama-cpp-python with the safe build."""
-    return (f'CMAKE_ARGS="{cmake_args()}" {python} -m pip install --force-reinstall --no-deps '
-            f"--no-cache-dir --no-binary llama-cpp-python llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}")
+    return (
+        f'CMAKE_ARGS="{cmake_args()}" {python} -m pip install --force-reinstall --no-deps '
+        f"--no-cache-dir --no-binary llama-cpp-python llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,21 +20,48 @@ from modelladder.cli import main
 from modelladder.native_build import LLAMA_CPP_PYTHON_VERSION, build_key, cmake_args, cpu_flags
 
 SPR_FLAGS = frozenset(
-    ["sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx_vnni", "avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw", "avx512vbmi", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"]
+    [
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "bmi2",
+        "avx_vnni",
+        "avx512f",
+        "avx512cd",
+        "avx512vl",
+        "avx512dq",
+        "avx512bw",
+        "avx512vbmi",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+    ]
 )
-SIGILL_CHILD = [sys.executable, "-c", "import os, signal; print('{\"event\": \"start\", \"stage\": "
-                "\"evaluating a 64-token prompt of x.gguf\"}', flush=True); os.kill(os.getpid(), signal.SIGILL)"]
+SIGILL_CHILD = [
+    sys.executable,
+    "-c",
+    'import os, signal; print(\'{"event": "start", "stage": '
+    '"evaluating a 64-token prompt of x.gguf"}\', flush=True); os.kill(os.getpid(), signal.SIGILL)',
+]
 
 
 def test_pinned_version_matches_pyproject() -> None:
-    deps = tomllib.loads(Path(__file__).parents[2].joinpath("pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads(Path(__file__).parents[2].joinpath("pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
     assert f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}" in deps
 
 
 def test_amx_cpu_gets_avx512_but_never_amx() -> None:
     args = cmake_args(SPR_FLAGS, "x86_64").split()
     assert "-DGGML_NATIVE=OFF" in args
-    assert {"-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AVX2=ON"} <= set(args)
+    assert {"-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AVX2=ON"} <= set(
+        args
+    )
     assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= set(args)
     assert not any(a.startswith("-DGGML_AMX") and a.endswith("=ON") for a in args)
 
@@ -93,7 +120,9 @@ def test_ensure_runs_raises_and_caches_only_success(tmp_path: Path, monkeypatch:
     assert not (tmp_path / "modelladder" / "probe.json").exists()
 
 
-def test_cli_exits_2_with_the_message_when_the_probe_dies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_exits_2_with_the_message_when_the_probe_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     real = llamacpp_probe.run_probe
     monkeypatch.setattr(llamacpp_probe, "run_probe", lambda models, **kw: real(models, command=SIGILL_CHILD))
@@ -113,4 +142,3 @@ def test_doctor_runs_the_real_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "probe smollm2-135m" in res.output and "64-token" in res.output
     assert "all checks passed" in res.output
     assert (tmp_path / "modelladder" / "probe.json").is_file()  # demo/serve/bench skip the probe now
-

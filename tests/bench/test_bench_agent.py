@@ -53,7 +53,7 @@ def test_gold_loops_pass_the_official_checker(category):
 
 def test_miss_func_holds_the_function_back_until_its_turn():
     item = load_agent_items("multi_turn_miss_func", 1)[0]
-    (turn, docs), = item.added.items()
+    ((turn, docs),) = item.added.items()
     names = [d["name"] for d in docs]
     before = {t["function"]["name"] for t in item.tools_at(turn - 1)}
     after = {t["function"]["name"] for t in item.tools_at(turn)}
@@ -110,7 +110,7 @@ def test_executor_limits_and_errors_are_results():
     r = env.run("huge()")
     assert r.error == "output_limit" and len(r.output) < 11_000
     assert env.run("chatty()").error == "output_limit"
-    assert env.run("boom(n=3)") .output == "Error during execution: bad 3"
+    assert env.run("boom(n=3)").output == "Error during execution: bad 3"
     assert env.run("boom(n=3)").error == "tool_error:ValueError"
     assert env.run("nope()").error == "unknown_function"
     assert env.run("spin(").error == "parse_error"
@@ -133,11 +133,18 @@ def test_a_wrong_call_is_caught_by_each_score():
     name, args = case.gold_arguments
     other = next(t["function"]["name"] for t in case.tools if t["function"]["name"] != name)
     s = score_step(case, [{"name": other, "arguments": {}}])
-    assert not s["name_ok"] and not s["exact_ok"] and not s["exec_ok"] and s["reason"].startswith("wrong_function")
+    assert (
+        not s["name_ok"]
+        and not s["exact_ok"]
+        and not s["exec_ok"]
+        and s["reason"].startswith("wrong_function")
+    )
     key = next(iter(args))
     wrong = {**args, key: str(args[key]) + "_nope"}
     s = score_step(case, [{"name": name, "arguments": wrong}])
-    assert s["name_ok"] and not s["exact_ok"] and not s["exec_ok"] and s["reason"].startswith("wrong_arguments")
+    assert (
+        s["name_ok"] and not s["exact_ok"] and not s["exec_ok"] and s["reason"].startswith("wrong_arguments")
+    )
     assert score_step(case, [])["reason"] == "declined"
     assert score_step(case, None, "contract:parse_error")["reason"] == "no_answer:contract:parse_error"
     assert score_step(case, [_gold_calls(case)[0]] * 2)["reason"] == "several_calls"

@@ -26,11 +26,19 @@ JSON = ToolCalls([WEATHER], answer=JsonSchema(SCHEMA))
 
 
 def _history(args: dict[str, Any], with_id: bool = True) -> list[dict[str, Any]]:
-    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(args)}}
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": json.dumps(args)},
+    }
     tool: dict[str, Any] = {"role": "tool", "content": "sunny"}
     if with_id:
         tool["tool_call_id"] = "c1"
-    return [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": None, "tool_calls": [call]}, tool]
+    return [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        tool,
+    ]
 
 
 # -- the contract ----------------------------------------------------------------------------
@@ -111,7 +119,10 @@ def test_judge_puts_the_loop_after_the_contract_and_skips_the_gate_for_text() ->
     assert judge(looped, pol) == LOOP_REASON
     unsure = Confidence(-3.0, -5.0, 4)
     assert judge(Attempt(0, "tiny", "edge", verdict=TEXT.validate("Hi"), confidence=unsure), pol) is None
-    assert judge(Attempt(0, "tiny", "edge", verdict=TEXT.validate(CALL), confidence=unsure), pol) == "low_confidence:mean"
+    assert (
+        judge(Attempt(0, "tiny", "edge", verdict=TEXT.validate(CALL), confidence=unsure), pol)
+        == "low_confidence:mean"
+    )
 
 
 def test_ladder_escalates_a_loop_then_answers_on_the_smallest_looping_rung() -> None:
@@ -123,7 +134,9 @@ def test_ladder_escalates_a_loop_then_answers_on_the_smallest_looping_rung() -> 
     r = lad.run(Step("agent", TEXT), _history({"city": "Paris"}))
     assert r.outcome == "resolved" and r.rung == "tiny" and r.value.text == "It is sunny in Paris."
     assert [a.escalation_reason for a in r.attempts] == [LOOP_REASON] * 3 + [None]
-    assert [a.decision for a in r.attempts] == ["call", "call", "call", "answer"] and r.attempts[-1].forced_answer
+    assert [a.decision for a in r.attempts] == ["call", "call", "call", "answer"] and r.attempts[
+        -1
+    ].forced_answer
     stored = lad.store.get_run(r.run_id)
     assert [a.decision for a in stored.attempts] == ["call", "call", "call", "answer"]
 
@@ -155,5 +168,7 @@ def test_a_forced_json_answer_cannot_ramble_in_a_string() -> None:
     only = ToolCalls([WEATHER], answer=JsonSchema({"type": "object", "properties": {"answer": {"type": "string"}},
                                                    "required": ["answer"]})).answer_only()  # fmt: skip
     assert only is not None
-    assert decodes(only, json.dumps({"answer": "x" * 160})) and not decodes(only, json.dumps({"answer": "x" * 161}))
+    assert decodes(only, json.dumps({"answer": "x" * 160})) and not decodes(
+        only, json.dumps({"answer": "x" * 161})
+    )
     assert only.validate(json.dumps({"answer": "x" * 400})).ok  # validation keeps the schema as declared

@@ -33,8 +33,6 @@ from tests.support.contracts import TOK, WEATHER, decodes
 # ---------------------------------------------------------------- byte-level decoding
 
 
-
-
 def allowed_next(contract: Contract, prefix: str) -> set[str]:
     """The single-byte characters the mask allows after ``prefix``."""
     m = LLMatcher(TOK, contract.grammar(), log_level=0)

@@ -53,19 +53,26 @@ class TestSpanPattern:
         assert span_pattern("?! ...") is None
 
     def test_only_free_strings_are_narrowed(self) -> None:
-        schema = {"type": "object", "properties": {
-            "city": {"type": "string"},
-            "unit": {"type": "string", "enum": ["c", "f"]},
-            "date": {"type": "string", "format": "date"},
-            "days": {"type": "integer"},
-            "tags": {"type": "array", "items": {"type": "string"}},
-            "where": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        }}
+        schema = {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["c", "f"]},
+                "date": {"type": "string", "format": "date"},
+                "days": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "where": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            },
+        }
         out = ground_schema(schema, "^x$")
         props = out["properties"]
         assert props["city"]["pattern"] == "^x$" and props["tags"]["items"]["pattern"] == "^x$"
         assert props["where"]["anyOf"][0]["pattern"] == "^x$"
-        assert "pattern" not in props["unit"] and "pattern" not in props["date"] and "pattern" not in props["days"]
+        assert (
+            "pattern" not in props["unit"]
+            and "pattern" not in props["date"]
+            and "pattern" not in props["days"]
+        )
         assert "pattern" not in schema["properties"]["city"]  # a copy: the declaration is untouched
 
 
@@ -88,9 +95,15 @@ class TestGroundedGrammar:
 
 class TestJsonSchema:
     def test_string_fields_are_narrowed_numbers_and_enums_are_not(self) -> None:
-        schema = {"type": "object", "properties": {
-            "name": {"type": "string"}, "age": {"type": "integer"}, "tier": {"type": "string", "enum": ["gold", "free"]}},
-            "required": ["name", "age", "tier"]}
+        schema = {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "age": {"type": "integer"},
+                "tier": {"type": "string", "enum": ["gold", "free"]},
+            },
+            "required": ["name", "age", "tier"],
+        }
         c = JsonSchema(schema)
         g = c.grounded_grammar("Maria Lopez is 41 and wants a refund.")
         assert decodes_with(g, '{"name": "Maria Lopez", "age": 7, "tier": "gold"}')
@@ -106,7 +119,9 @@ class TestJsonSchema:
             note: str = Field(pattern="^[A-Z]+$")
 
         g = JsonSchema(Order).grounded_grammar("Ship it to Ada Byron please")
-        assert decodes_with(g, '{"who": {"name": "Ada Byron"}, "note": "X"}')  # the pattern field is left alone
+        assert decodes_with(
+            g, '{"who": {"name": "Ada Byron"}, "note": "X"}'
+        )  # the pattern field is left alone
         assert not decodes_with(g, '{"who": {"name": "Grace"}, "note": "X"}')
 
     def test_kinds_without_free_strings_are_unchanged(self) -> None:

@@ -100,11 +100,14 @@ def test_rebuild_with_more_traces_never_moves_an_example(store: TraceStore, tmp_
 def test_near_duplicate_inputs_are_kept_once(store: TraceStore, tmp_path: Path) -> None:
     always_fail = {"small": scripted("small", lambda q: "nope"), "big": scripted("big", right_answer)}
     qs = questions(12)
-    dupes = ["WHAT is the weather like in Paris right now??", "what is the weather like in paris right now",
-             "What is the weather like in Paris right now? Thanks for checking, I plan a long walk by the river "
-             "with my old dog and my two kids this afternoon, friend",
-             "What is the weather like in Paris right now? Thanks for checking, I plan a long walk by the river "
-             "with my old dog and my two kids this afternoon, pal"]
+    dupes = [
+        "WHAT is the weather like in Paris right now??",
+        "what is the weather like in paris right now",
+        "What is the weather like in Paris right now? Thanks for checking, I plan a long walk by the river "
+        "with my old dog and my two kids this afternoon, friend",
+        "What is the weather like in Paris right now? Thanks for checking, I plan a long walk by the river "
+        "with my old dog and my two kids this afternoon, pal",
+    ]
     record(store, qs + dupes, backends=always_fail)
     manifest = build(store, tmp_path / "ds")
     # two exact (after normalisation) copies of qs[0] and one near copy of the long variant
@@ -131,28 +134,38 @@ def test_redaction_of_inputs_and_answers(store: TraceStore, tmp_path: Path) -> N
     backends = {"small": scripted("small", lambda _: "nope"), "big": scripted("big", lambda _: ans)}
     qs = [q + f" (ticket ORD-{i:04d})" for i in range(0, 400, 37)]
     record(store, qs, step=mail_step, backends=backends)
-    manifest = build(store, tmp_path / "ds", redact_emails=True, redact_phones=True, redact_patterns=(r"ORD-\d{4}",),
-                     dedup_threshold=1.0, source=FixedSource(mail_step))
+    manifest = build(
+        store,
+        tmp_path / "ds",
+        redact_emails=True,
+        redact_phones=True,
+        redact_patterns=(r"ORD-\d{4}",),
+        dedup_threshold=1.0,
+        source=FixedSource(mail_step),
+    )
     lines = read_jsonl(tmp_path / "ds" / TRAIN) + read_jsonl(tmp_path / "ds" / HOLDOUT)
     assert lines
     blob = json.dumps(lines)
     assert "jane.doe" not in blob and "555-0134" not in blob and "ORD-0" not in blob
     assert "<EMAIL>" in blob and "<PHONE>" in blob and "<REDACTED>" in blob
     assert "2024-05-03" in blob and "1,250.00" in blob
-    answer = json.loads(lines[0]["messages"][-1]["content"][len("<tool_call>"):-len("</tool_call>")])
+    answer = json.loads(lines[0]["messages"][-1]["content"][len("<tool_call>") : -len("</tool_call>")])
     assert answer[0]["arguments"]["to"] == "<EMAIL>"
     assert manifest["filters"]["redaction"] == ["email", "phone", r"regex:ORD-\d{4}"]
 
 
-@pytest.mark.parametrize(("text", "redacted"), [
-    ("call 415-555-0134 now", "call <PHONE> now"),
-    ("call (415) 555 0134", "call <PHONE>"),
-    ("+44 20 7946 0958", "<PHONE>"),
-    ("+4915112345678", "<PHONE>"),
-    ("on 2024-05-03 at 10:30", "on 2024-05-03 at 10:30"),
-    ("order 12345 costs 1,250.00", "order 12345 costs 1,250.00"),
-    ("version 1.2.3", "version 1.2.3"),
-])
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("call 415-555-0134 now", "call <PHONE> now"),
+        ("call (415) 555 0134", "call <PHONE>"),
+        ("+44 20 7946 0958", "<PHONE>"),
+        ("+4915112345678", "<PHONE>"),
+        ("on 2024-05-03 at 10:30", "on 2024-05-03 at 10:30"),
+        ("order 12345 costs 1,250.00", "order 12345 costs 1,250.00"),
+        ("version 1.2.3", "version 1.2.3"),
+    ],
+)
 def test_phone_pattern(text: str, redacted: str) -> None:
     assert Redactor(phones=True).text(text) == redacted
 
@@ -164,15 +177,37 @@ def test_bad_redaction_pattern() -> None:
 
 def test_teacher_answers_failing_todays_contract_are_dropped(store: TraceStore, tmp_path: Path) -> None:
     record(store, questions(40))
-    weather_only_city_enum = Step("route", ToolCalls([{"type": "function", "function": {
-        "name": "get_weather", "parameters": {"type": "object", "properties": {
-            "city": {"type": "string", "enum": ["Paris", "Lima", "Oslo"]}}, "required": ["city"]}}}]))
+    weather_only_city_enum = Step(
+        "route",
+        ToolCalls(
+            [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"city": {"type": "string", "enum": ["Paris", "Lima", "Oslo"]}},
+                            "required": ["city"],
+                        },
+                    },
+                }
+            ]
+        ),
+    )
     manifest = build(store, tmp_path / "ds", source=FixedSource(weather_only_city_enum), min_train=1)
     c = manifest["counts"]
     assert c["teacher_fails_contract_today"] > 0
-    assert c["train"] + c["holdout"] + c["teacher_fails_contract_today"] + c["near_duplicates"] == c["teacher_answers"]
+    assert (
+        c["train"] + c["holdout"] + c["teacher_fails_contract_today"] + c["near_duplicates"]
+        == c["teacher_answers"]
+    )
     for line in read_jsonl(tmp_path / "ds" / TRAIN):
-        assert json.loads(line["messages"][-1]["content"][11:-12])[0]["arguments"]["city"] in ("Paris", "Lima", "Oslo")
+        assert json.loads(line["messages"][-1]["content"][11:-12])[0]["arguments"]["city"] in (
+            "Paris",
+            "Lima",
+            "Oslo",
+        )
 
 
 def test_bad_input_is_one_clear_error(store: TraceStore, tmp_path: Path) -> None:
@@ -199,8 +234,14 @@ def test_max_prompt_tokens_leaves_out_uncalled_tools(store: TraceStore, tmp_path
     record(store, questions(40))
     full = len(STEP.contract.instructions()) // 4
     budget = full - 60  # forces leaving out at least one tool
-    cfg = DatasetConfig(step="route", out_dir=tmp_path / "ds", min_train=2, holdout=0.3,
-                        max_prompt_tokens=budget, base_gguf=tmp_path / "unused.gguf")
+    cfg = DatasetConfig(
+        step="route",
+        out_dir=tmp_path / "ds",
+        min_train=2,
+        holdout=0.3,
+        max_prompt_tokens=budget,
+        base_gguf=tmp_path / "unused.gguf",
+    )
     manifest = build_dataset(cfg, store=store, source=FixedSource(), fmt=CharTokens())
     assert manifest["counts"]["shortened_prompts"] == manifest["counts"]["train"]
     line = read_jsonl(tmp_path / "ds" / TRAIN)[0]
@@ -213,15 +254,49 @@ def test_max_prompt_tokens_leaves_out_uncalled_tools(store: TraceStore, tmp_path
 
 def test_cli_dataset(store: TraceStore, tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(main, ["distill", "dataset", "--step", "route", "--db", str(store.path),
-                               "--out", str(tmp_path / "ds")])
+    res = runner.invoke(
+        main,
+        ["distill", "dataset", "--step", "route", "--db", str(store.path), "--out", str(tmp_path / "ds")],
+    )
     assert res.exit_code == 2 and "no runs of step 'route'" in res.output
     record(store, questions(40))
-    res = runner.invoke(main, ["distill", "dataset", "--step", "route", "--db", str(store.path), "--out",
-                               str(tmp_path / "ds"), "--step-def", "tests.support.distill:STEP",
-                               "--min-train", "2", "--tag", "app=test"])
+    res = runner.invoke(
+        main,
+        [
+            "distill",
+            "dataset",
+            "--step",
+            "route",
+            "--db",
+            str(store.path),
+            "--out",
+            str(tmp_path / "ds"),
+            "--step-def",
+            "tests.support.distill:STEP",
+            "--min-train",
+            "2",
+            "--tag",
+            "app=test",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["step_source"] == "tests.support.distill:STEP"
-    res = runner.invoke(main, ["distill", "dataset", "--step", "route", "--db", str(store.path), "--out",
-                               str(tmp_path / "ds2"), "--tag", "app=test"])
+    assert (
+        json.loads((tmp_path / "ds" / "manifest.json").read_text())["step_source"]
+        == "tests.support.distill:STEP"
+    )
+    res = runner.invoke(
+        main,
+        [
+            "distill",
+            "dataset",
+            "--step",
+            "route",
+            "--db",
+            str(store.path),
+            "--out",
+            str(tmp_path / "ds2"),
+            "--tag",
+            "app=test",
+        ],
+    )
     assert res.exit_code == 2 and "--step-def" in res.output

@@ -41,7 +41,9 @@ PROMPTS = [
 def lora(tmp_path_factory: pytest.TempPathFactory, smol_path: Path) -> tuple[object, Path]:
     """A LoRA on every projection with random (non-zero) B, so it visibly moves the logits."""
     torch.manual_seed(0)
-    model = get_peft_model(load_base(smol_path), LoraConfig(r=8, lora_alpha=16, target_modules=list(LORA_TARGETS)))
+    model = get_peft_model(
+        load_base(smol_path), LoraConfig(r=8, lora_alpha=16, target_modules=list(LORA_TARGETS))
+    )
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -82,7 +84,9 @@ def test_llamacpp_adapter_reproduces_transformers_lora(lora: tuple[object, Path]
     def ll_logits(ids: list[int]) -> np.ndarray:
         llm.n_tokens = 0
         llm.eval(ids)
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(loaded.n_vocab,)).copy()
+        return np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(loaded.n_vocab,)
+        ).copy()
 
     agree = changed = clear = 0
     try:
@@ -132,12 +136,24 @@ def test_eval_refuses_an_adapter_llamacpp_cannot_load(tmp_path: Path, smol_path:
 
     store = TraceStore(":memory:")
     record(store, questions(30))
-    build_dataset(DatasetConfig(step="route", out_dir=tmp_path / "ds", holdout=0.5, min_train=2), store=store,
-                  source=FixedSource())
+    build_dataset(
+        DatasetConfig(step="route", out_dir=tmp_path / "ds", holdout=0.5, min_train=2),
+        store=store,
+        source=FixedSource(),
+    )
     fleet = tmp_path / "fleet.toml"
-    fleet.write_text(f'[[rung]]\nname = "smollm2-135m"\nbackend = "llamacpp"\npath = "{smol_path}"\nparams = 135000000\n')
+    fleet.write_text(
+        f'[[rung]]\nname = "smollm2-135m"\nbackend = "llamacpp"\npath = "{smol_path}"\nparams = 135000000\n'
+    )
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(DistillError, match="candidate cannot run"):
-        evaluate(EvalConfig(data_dir=tmp_path / "ds", fleet_path=fleet, adapter=junk, out=tmp_path / "e.json",
-                            progress=False))
+        evaluate(
+            EvalConfig(
+                data_dir=tmp_path / "ds",
+                fleet_path=fleet,
+                adapter=junk,
+                out=tmp_path / "e.json",
+                progress=False,
+            )
+        )

@@ -51,17 +51,28 @@ def world(tmp_path: Path) -> dict[str, Any]:
     qs = questions(60)
     for q in qs:  # tag each run with its city so the checker source can judge it
         record(store, [q], tags={"app": "test", "city": next(c for c in CITIES if c in q)})
-    build_dataset(DatasetConfig(step="route", out_dir=tmp_path / "ds", db=db, holdout=0.5, min_train=2),
-                  store=store, source=FixedSource(checker=True))
+    build_dataset(
+        DatasetConfig(step="route", out_dir=tmp_path / "ds", db=db, holdout=0.5, min_train=2),
+        store=store,
+        source=FixedSource(checker=True),
+    )
     store.close()
     adapter = tmp_path / "adapter.gguf"
     adapter.write_bytes(b"pretend adapter")
-    return {"tmp": tmp_path, "fleet": fleet, "db": db, "ds": tmp_path / "ds", "adapter": adapter, "store": store}
+    return {
+        "tmp": tmp_path,
+        "fleet": fleet,
+        "db": db,
+        "ds": tmp_path / "ds",
+        "adapter": adapter,
+        "store": store,
+    }
 
 
 def run_eval(w: dict[str, Any], candidate: ScriptedBackend, name: str = "eval.json") -> dict[str, Any]:
-    cfg = EvalConfig(data_dir=w["ds"], fleet_path=w["fleet"], adapter=w["adapter"], out=w["tmp"] / name,
-                     progress=False)
+    cfg = EvalConfig(
+        data_dir=w["ds"], fleet_path=w["fleet"], adapter=w["adapter"], out=w["tmp"] / name, progress=False
+    )
     return evaluate(cfg, backends={"candidate": candidate}, source=FixedSource(checker=True))
 
 
@@ -95,9 +106,15 @@ def test_promote_then_rollback(world: dict[str, Any]) -> None:
     fleet = load_fleet(world["fleet"])
     spec = fleet.rung("small+route-v1")
     assert spec.step == "route" and spec.path == fleet.rung("small").path
-    assert Path(spec.adapter).is_file() and Path(spec.adapter).parent == history_dir(world["fleet"]) / "adapters"
+    assert (
+        Path(spec.adapter).is_file() and Path(spec.adapter).parent == history_dir(world["fleet"]) / "adapters"
+    )
     assert fleet.steps["route"].first_rung == "small+route-v1"
-    assert [r.name for r in eligible_rungs(fleet.policy_for("route"), fleet.rungs)] == ["small+route-v1", "small", "big"]
+    assert [r.name for r in eligible_rungs(fleet.policy_for("route"), fleet.rungs)] == [
+        "small+route-v1",
+        "small",
+        "big",
+    ]
     assert "small+route-v1" not in [r.name for r in eligible_rungs(fleet.policy_for("other"), fleet.rungs)]
     assert fleet.steps["route"].min_mean_logprob == -0.6  # the step keeps the fleet's gate
     hist = read_history(world["fleet"])
@@ -121,12 +138,24 @@ def test_second_promotion_replaces_the_first_and_rolls_back_in_order(world: dict
     report = run_eval(world, scripted("candidate", right_answer), "eval2.json")
     assert report["champion"]["rung"] == "small+route-v1"
     world_v1 = {"small+route-v1": scripted("v1", lambda q: wrong_answer(q))}
-    cfg = EvalConfig(data_dir=world["ds"], fleet_path=world["fleet"], adapter=world["adapter"],
-                     out=world["tmp"] / "eval2.json", progress=False)
-    evaluate(cfg, backends={"candidate": scripted("candidate", right_answer), **world_v1},
-             source=FixedSource(checker=True))
+    cfg = EvalConfig(
+        data_dir=world["ds"],
+        fleet_path=world["fleet"],
+        adapter=world["adapter"],
+        out=world["tmp"] / "eval2.json",
+        progress=False,
+    )
+    evaluate(
+        cfg,
+        backends={"candidate": scripted("candidate", right_answer), **world_v1},
+        source=FixedSource(checker=True),
+    )
     rec = promote(PromoteConfig(eval_path=world["tmp"] / "eval2.json"))
-    assert rec["action"] == "promote" and rec["rung"] == "small+route-v2" and rec["superseded"] == ["small+route-v1"]
+    assert (
+        rec["action"] == "promote"
+        and rec["rung"] == "small+route-v2"
+        and rec["superseded"] == ["small+route-v1"]
+    )
     names = [r.name for r in load_fleet(world["fleet"]).rungs]
     assert names == ["small", "small+route-v2", "big"]
     rollback(world["fleet"], "route")
@@ -138,7 +167,9 @@ def test_second_promotion_replaces_the_first_and_rolls_back_in_order(world: dict
 def test_refuses_without_the_margin(world: dict[str, Any]) -> None:
     before = world["fleet"].read_bytes()
     run_eval(world, scripted("candidate", lambda q: "nope" if hash(q) % 3 else right_answer(q)))
-    res = CliRunner().invoke(main, ["distill", "promote", "--eval", str(world["tmp"] / "eval.json"), "--margin", "60"])
+    res = CliRunner().invoke(
+        main, ["distill", "promote", "--eval", str(world["tmp"] / "eval.json"), "--margin", "60"]
+    )
     assert res.exit_code == 1, res.output
     assert "refused" in res.output and "margin" in res.output
     assert world["fleet"].read_bytes() == before
@@ -163,11 +194,15 @@ def test_refuses_when_accepted_wrong_rate_rises(world: dict[str, Any]) -> None:
 def test_refuses_more_wrong_answers_in_all_even_at_a_lower_rate() -> None:
     """The distillation proof's case: the specialist is right more often and a smaller share of
     what it lets through is wrong, but it lets through so much more that more steps end wrong."""
+
     def side(acc: float, aw_rate: float, aw_all: float) -> dict[str, float]:
         return {"n": 215, "accuracy": acc, "accepted_wrong_rate": aw_rate, "accepted_wrong_of_all": aw_all}
 
-    report = {"primary_view": "inputs", "champion": {"rung": "smollm2-135m"},
-              "views": {"inputs": {"candidate": side(0.326, 0.639, 0.577), "champion": side(0.167, 0.767, 0.460)}}}
+    report = {
+        "primary_view": "inputs",
+        "champion": {"rung": "smollm2-135m"},
+        "views": {"inputs": {"candidate": side(0.326, 0.639, 0.577), "champion": side(0.167, 0.767, 0.460)}},
+    }
     d = decide(report, margin=0.05)
     assert not d.promote and any("of all steps" in r for r in d.reasons), d.reasons
     report["views"]["inputs"]["candidate"] = side(0.326, 0.50, 0.40)
@@ -185,7 +220,9 @@ def test_stale_evaluations_and_changed_fleets_are_errors(world: dict[str, Any]) 
         promote(PromoteConfig(eval_path=world["tmp"] / "eval.json"))
     run_eval(world, scripted("candidate", right_answer))
     promote(PromoteConfig(eval_path=world["tmp"] / "eval.json"))
-    world["fleet"].write_text(world["fleet"].read_text().replace("min_mean_logprob = -0.6", "min_mean_logprob = -0.5"))
+    world["fleet"].write_text(
+        world["fleet"].read_text().replace("min_mean_logprob = -0.6", "min_mean_logprob = -0.5")
+    )
     res = CliRunner().invoke(main, ["distill", "rollback", "--step", "route", "--fleet", str(world["fleet"])])
     assert res.exit_code == 2 and "no longer the one promotion" in res.output
 
@@ -207,8 +244,9 @@ def test_replace_fleet_is_atomic_and_checked(tmp_path: Path, monkeypatch: pytest
         replace_fleet(path, FLEET_TOML.replace("-0.6", "-0.7"), snap.digest)
     monkeypatch.undo()
     assert path.read_text() == FLEET_TOML
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".fleet.toml.lock", "fleet.toml"] or \
-        sorted(p.name for p in tmp_path.iterdir()) == ["fleet.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fleet.toml.lock", "fleet.toml"] or sorted(
+        p.name for p in tmp_path.iterdir()
+    ) == ["fleet.toml"]
     new = replace_fleet(path, FLEET_TOML.replace("-0.6", "-0.7"), snap.digest)
     assert new == digest_bytes(path.read_bytes())
 
@@ -234,13 +272,22 @@ def test_refine_noop_then_promote_then_noop(world: dict[str, Any], monkeypatch: 
         return train_mod.TrainResult(out, out / "adapter", out / "adapter.gguf", {"train_seconds": 0.1})
 
     def fake_eval(cfg: Any) -> Any:
-        return evaluate(cfg, backends={"candidate": scripted("candidate", right_answer)},
-                        source=FixedSource(checker=True))
+        return evaluate(
+            cfg, backends={"candidate": scripted("candidate", right_answer)}, source=FixedSource(checker=True)
+        )
 
     monkeypatch.setattr(train_mod, "train", fake_train)
     monkeypatch.setattr(refine_mod, "evaluate", fake_eval)
-    cfg = RefineConfig(step="route", fleet_path=world["fleet"], db=world["db"], min_new_traces=1000, holdout=0.5,
-                       min_train=2, step_def="tests.support.distill:STEP", progress=False)
+    cfg = RefineConfig(
+        step="route",
+        fleet_path=world["fleet"],
+        db=world["db"],
+        min_new_traces=1000,
+        holdout=0.5,
+        min_train=2,
+        step_def="tests.support.distill:STEP",
+        progress=False,
+    )
     assert refine(cfg)["action"] == "noop"
     cfg.min_new_traces = 10
     res = refine(cfg)
@@ -252,7 +299,9 @@ def test_refine_noop_then_promote_then_noop(world: dict[str, Any], monkeypatch: 
     assert again["action"] == "noop" and again["new_traces"] == 0
 
 
-def test_refine_never_writes_a_fleet_that_changed_meanwhile(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refine_never_writes_a_fleet_that_changed_meanwhile(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import modelladder.distill.refine as refine_mod
     import modelladder.distill.train as train_mod
 
@@ -264,16 +313,42 @@ def test_refine_never_writes_a_fleet_that_changed_meanwhile(world: dict[str, Any
         return train_mod.TrainResult(out, out / "adapter", out / "adapter.gguf", {})
 
     monkeypatch.setattr(train_mod, "train", train_while_someone_edits)
-    monkeypatch.setattr(refine_mod, "evaluate", lambda cfg: evaluate(
-        cfg, backends={"candidate": scripted("candidate", right_answer)}, source=FixedSource(checker=True)))
-    cfg = RefineConfig(step="route", fleet_path=world["fleet"], db=world["db"], min_new_traces=1, holdout=0.5,
-                       min_train=2, step_def="tests.support.distill:STEP", progress=False)
+    monkeypatch.setattr(
+        refine_mod,
+        "evaluate",
+        lambda cfg: evaluate(
+            cfg, backends={"candidate": scripted("candidate", right_answer)}, source=FixedSource(checker=True)
+        ),
+    )
+    cfg = RefineConfig(
+        step="route",
+        fleet_path=world["fleet"],
+        db=world["db"],
+        min_new_traces=1,
+        holdout=0.5,
+        min_train=2,
+        step_def="tests.support.distill:STEP",
+        progress=False,
+    )
     edited = None
     with pytest.raises(FleetChangedError):
         refine(cfg)
     edited = world["fleet"].read_text()
     assert edited.endswith("# someone else's change\n")
     assert not (history_dir(world["fleet"]) / "refine-route.json").exists()  # watermark not advanced
-    res = CliRunner().invoke(main, ["distill", "refine", "--step", "route", "--fleet", str(world["fleet"]), "--db",
-                                    str(world["db"]), "--min-new-traces", "100000"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            "refine",
+            "--step",
+            "route",
+            "--fleet",
+            str(world["fleet"]),
+            "--db",
+            str(world["db"]),
+            "--min-new-traces",
+            "100000",
+        ],
+    )
     assert res.exit_code == 0 and "nothing to do" in res.output

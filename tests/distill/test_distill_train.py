@@ -32,7 +32,20 @@ pytestmark = [pytest.mark.model, pytest.mark.usefixtures("distill_cache")]
 
 LABELS = ["zorblax", "quimble"]
 MOOD = Step("mood", Choice(LABELS))
-WORDS = ["movie", "dinner", "concert", "trip", "book", "game", "hotel", "class", "flight", "party", "show", "walk"]
+WORDS = [
+    "movie",
+    "dinner",
+    "concert",
+    "trip",
+    "book",
+    "game",
+    "hotel",
+    "class",
+    "flight",
+    "party",
+    "show",
+    "walk",
+]
 
 
 def label_for(q: str) -> str:
@@ -46,23 +59,63 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     qs = [f"The {w} was {'good' if i % 2 else 'bad'}." for i, w in enumerate(WORDS)]
     backends = {"small": scripted("small", lambda q: "not a label"), "big": scripted("big", label_for)}
     record(store, qs, step=MOOD, backends=backends)
-    build_dataset(DatasetConfig(step="mood", out_dir=out, holdout=0.2, min_train=4), store=store,
-                  source=FixedSource(MOOD))
+    build_dataset(
+        DatasetConfig(step="mood", out_dir=out, holdout=0.2, min_train=4),
+        store=store,
+        source=FixedSource(MOOD),
+    )
     return out
 
 
 def cfg(data: Path, out: Path, smol_path: Path, **kw: object) -> TrainConfig:
-    base: dict = dict(data_dir=data, out_dir=out, base_gguf=smol_path, rank=4, alpha=8.0, lr=3e-3, epochs=2.0,
-                      grad_accum=2, checkpoint_every=2, progress=False, limit=4, export=False)
+    base: dict = dict(
+        data_dir=data,
+        out_dir=out,
+        base_gguf=smol_path,
+        rank=4,
+        alpha=8.0,
+        lr=3e-3,
+        epochs=2.0,
+        grad_accum=2,
+        checkpoint_every=2,
+        progress=False,
+        limit=4,
+        export=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
 def test_tiny_training_run_loss_falls(tiny_data: Path, smol_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    res = CliRunner().invoke(main, ["distill", "train", "--data", str(tiny_data), "--out", str(out), "--base",
-                                    str(smol_path), "--rank", "4", "--alpha", "8", "--lr", "3e-3", "--epochs", "3",
-                                    "--grad-accum", "2", "--limit", "4", "--seed", "1", "--no-progress"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            "train",
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--base",
+            str(smol_path),
+            "--rank",
+            "4",
+            "--alpha",
+            "8",
+            "--lr",
+            "3e-3",
+            "--epochs",
+            "3",
+            "--grad-accum",
+            "2",
+            "--limit",
+            "4",
+            "--seed",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads((out / "train_report.json").read_text())
     losses = report["losses"]
@@ -98,14 +151,50 @@ def test_bad_checkpoints_and_settings(tiny_data: Path, smol_path: Path, tmp_path
     (latest / "adapter.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(DistillError, match="is corrupt"):
         train(cfg(tiny_data, out, smol_path, epochs=1.0))
-    res = CliRunner().invoke(main, ["distill", "train", "--data", str(tiny_data), "--out", str(out), "--base",
-                                    str(smol_path), "--rank", "4", "--alpha", "8", "--lr", "3e-3", "--epochs", "1",
-                                    "--grad-accum", "2", "--limit", "4", "--no-progress", "--checkpoint-every", "2"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            "train",
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--base",
+            str(smol_path),
+            "--rank",
+            "4",
+            "--alpha",
+            "8",
+            "--lr",
+            "3e-3",
+            "--epochs",
+            "1",
+            "--grad-accum",
+            "2",
+            "--limit",
+            "4",
+            "--no-progress",
+            "--checkpoint-every",
+            "2",
+        ],
+    )
     assert res.exit_code == 2 and "is corrupt" in res.output
     fresh = train(cfg(tiny_data, out, smol_path, epochs=1.0, fresh=True))
     assert fresh.report["resumed_from_step"] is None
-    res = CliRunner().invoke(main, ["distill", "train", "--data", str(tmp_path / "nowhere"), "--out", str(out),
-                                    "--base", str(smol_path)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            "train",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(out),
+            "--base",
+            str(smol_path),
+        ],
+    )
     assert res.exit_code == 2 and "no dataset" in res.output
 
 

@@ -49,7 +49,10 @@ def _tool(fn: Callable[..., Any], props: dict[str, Any]) -> dict[str, Any]:
         "type": "object", "properties": props, "required": list(props)}}}  # fmt: skip
 
 
-TOOLS = [_tool(get_weather, {"city": {"type": "string"}}), _tool(add, {"a": {"type": "number"}, "b": {"type": "number"}})]
+TOOLS = [
+    _tool(get_weather, {"city": {"type": "string"}}),
+    _tool(add, {"a": {"type": "number"}, "b": {"type": "number"}}),
+]
 RUN = {"get_weather": get_weather, "add": add}
 
 
@@ -85,7 +88,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"modelladder serve did not start: {(home / 'serve.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"modelladder serve did not start: {(home / 'serve.log').read_text()[-2000:]}"
+                )
             time.sleep(0.5)
         yield base
     finally:
@@ -122,7 +127,11 @@ def test_openai_sdk_hand_loop(server: str) -> None:
     def agent(prompt: str) -> str:
         messages: list[Any] = [{"role": "user", "content": prompt}]
         for _ in range(10):
-            msg = client.chat.completions.create(model="ladder", messages=messages, tools=TOOLS).choices[0].message
+            msg = (
+                client.chat.completions.create(model="ladder", messages=messages, tools=TOOLS)
+                .choices[0]
+                .message
+            )
             if not msg.tool_calls:
                 return msg.content or ""
             messages.append(msg.model_dump(exclude_none=True))
@@ -191,7 +200,9 @@ def test_pydantic_ai_with_a_tool_and_structured_output(server: str) -> None:
 
 def _chat_openai(server: str) -> Any:
     lc = pytest.importorskip("langchain_openai")
-    return lc.ChatOpenAI(model="ladder", base_url=server + "/v1", api_key="unused", temperature=0, timeout=600)
+    return lc.ChatOpenAI(
+        model="ladder", base_url=server + "/v1", api_key="unused", temperature=0, timeout=600
+    )
 
 
 def test_langchain_bind_tools_loop(server: str) -> None:

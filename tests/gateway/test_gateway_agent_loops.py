@@ -38,7 +38,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _after_call(question: str, args: dict[str, Any], result: str) -> list[dict[str, Any]]:
-    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(args)}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": json.dumps(args)},
+    }
     return [
         {"role": "user", "content": question},
         {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -48,7 +52,9 @@ def _after_call(question: str, args: dict[str, Any], result: str) -> list[dict[s
 
 def test_auto_answers_in_text_and_records_the_choice(env: dict[str, Any]) -> None:
     r = env["client"].chat.completions.create(
-        model="ladder", messages=[{"role": "user", "content": directive(tiny="Hello to you!")}], tools=[WEATHER]
+        model="ladder",
+        messages=[{"role": "user", "content": directive(tiny="Hello to you!")}],
+        tools=[WEATHER],
     )
     assert r.choices[0].message.content == "Hello to you!" and r.choices[0].finish_reason == "stop"
     assert r.choices[0].message.tool_calls is None
@@ -60,7 +66,9 @@ def test_repeated_answered_call_escalates_then_answers(env: dict[str, Any]) -> N
     """Both rungs repeat the call whose result is in the conversation: each attempt fails
     with loop:repeated_call, and the smallest looping rung answers with calls ruled out."""
     messages = _after_call("Weather in Paris?", {"city": "Paris"}, "sunny, 21 C")
-    raw = env["client"].chat.completions.with_raw_response.create(model="ladder", messages=messages, tools=[WEATHER])
+    raw = env["client"].chat.completions.with_raw_response.create(
+        model="ladder", messages=messages, tools=[WEATHER]
+    )
     r = raw.parse()
     assert r.choices[0].message.content == "echo answer" and r.choices[0].finish_reason == "stop"
     assert raw.headers["x-modelladder-escalation-reason"] == "loop:repeated_call,loop:repeated_call"
@@ -93,7 +101,10 @@ def test_tools_with_response_format_answer_with_the_schema(env: dict[str, Any]) 
     assert raw.headers["x-modelladder-rung"] == "small"
     assert raw.headers["x-modelladder-escalation-reason"] == "contract:schema_violation"
     call = env["client"].chat.completions.create(
-        model="ladder", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER], response_format=fmt
+        model="ladder",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER],
+        response_format=fmt,
     )
     assert call.choices[0].finish_reason == "tool_calls"
 

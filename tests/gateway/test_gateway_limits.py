@@ -34,7 +34,8 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Any) -> None:
             if r.status_code == 429:
                 assert int(r.headers["retry-after"]) >= 1
                 assert (
-                    r.json()["error"]["code"] == "queue_full" and "queue full" in r.json()["error"]["message"]
+                    r.json()["error"]["code"] == "queue_full"
+                    and "queue full" in r.json()["error"]["message"]
                     and r.json()["error"]["type"] == "rate_limit_error"
                 )
         assert store.count_runs() == statuses.count(200) == len(slow.calls)

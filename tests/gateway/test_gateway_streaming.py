@@ -28,7 +28,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     store.close()
 
 
-def _stream(base: str, body: dict[str, Any]) -> tuple[httpx.Headers, list[tuple[float, dict[str, Any]]], float]:
+def _stream(
+    base: str, body: dict[str, Any]
+) -> tuple[httpx.Headers, list[tuple[float, dict[str, Any]]], float]:
     t0 = time.perf_counter()
     events = []
     with httpx.stream("POST", base + "/v1/chat/completions", json={**body, "stream": True}, timeout=600) as r:
@@ -40,7 +42,11 @@ def _stream(base: str, body: dict[str, Any]) -> tuple[httpx.Headers, list[tuple[
 
 
 def test_free_text_streams_as_decoded_and_equals_the_validated_answer(env: dict[str, Any]) -> None:
-    body = {"model": "ladder", "max_tokens": 60, "messages": [{"role": "user", "content": "Tell me about cats."}]}
+    body = {
+        "model": "ladder",
+        "max_tokens": 60,
+        "messages": [{"role": "user", "content": "Tell me about cats."}],
+    }
     headers, events, done = _stream(env["base"], body)
     assert headers["x-modelladder-streamed"] == "live"
     content = [(t, e["choices"][0]["delta"]["content"]) for t, e in events
@@ -61,7 +67,11 @@ def test_request_stop_strings_cut_a_live_stream(env: dict[str, Any]) -> None:
 
 
 def test_tool_calls_are_buffered(env: dict[str, Any]) -> None:
-    body = {"model": "ladder", "tools": [WEATHER], "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    body = {
+        "model": "ladder",
+        "tools": [WEATHER],
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    }
     headers, events, _ = _stream(env["base"], body)
     assert "x-modelladder-streamed" not in headers
     assert events[-1][1]["choices"][0]["finish_reason"] in ("tool_calls", "stop")

@@ -72,7 +72,9 @@ def test_unresolved_carries_every_attempt_and_never_a_value() -> None:
     r = lad.run(CHOICE, MSG)
     assert isinstance(r, Unresolved) and r.reason == "exhausted"
     assert [a.rung for a in r.attempts] == ["tiny", "small", "big"]
-    assert [a.escalation_reason for a in r.attempts] == ["contract:not_a_choice"] * 2 + ["backend:unreachable"]
+    assert [a.escalation_reason for a in r.attempts] == ["contract:not_a_choice"] * 2 + [
+        "backend:unreachable"
+    ]
     with pytest.raises(UnresolvedError, match="unresolved"):
         _ = r.value
 
@@ -102,7 +104,9 @@ def test_latency_budget_stops_climbing() -> None:
     def slow(name: str, text: str) -> ScriptedBackend:
         def handler(call: Call) -> Generation:
             now[0] += 2.0
-            assert call.params.timeout_s is not None and call.params.timeout_s <= 3.0  # gets the remaining budget
+            assert (
+                call.params.timeout_s is not None and call.params.timeout_s <= 3.0
+            )  # gets the remaining budget
             return gen(text)
 
         return ScriptedBackend(name, handler)
@@ -125,10 +129,22 @@ def test_costs_follow_placement() -> None:
 
 
 def test_specialist_rungs_only_for_their_step() -> None:
-    fleet = parse_fleet({"rung": [
-        {"name": "base", "backend": "llamacpp", "path": "x", "params": 100},
-        {"name": "spec", "backend": "llamacpp", "path": "x", "params": 100, "adapter": "a.gguf", "step": "route"},
-    ], "step": {"route": {"first_rung": "spec"}}})
+    fleet = parse_fleet(
+        {
+            "rung": [
+                {"name": "base", "backend": "llamacpp", "path": "x", "params": 100},
+                {
+                    "name": "spec",
+                    "backend": "llamacpp",
+                    "path": "x",
+                    "params": 100,
+                    "adapter": "a.gguf",
+                    "step": "route",
+                },
+            ],
+            "step": {"route": {"first_rung": "spec"}},
+        }
+    )
     assert [r.name for r in eligible_rungs(fleet.policy_for("route"), fleet.rungs)] == ["spec", "base"]
     assert [r.name for r in eligible_rungs(fleet.policy_for("other"), fleet.rungs)] == ["base"]
 
@@ -145,7 +161,9 @@ def test_next_action_is_pure() -> None:
 def test_judge_ignores_confidence_without_value_tokens() -> None:
     from modelladder.contracts.base import Verdict
 
-    a = Attempt(index=0, rung="t", placement="edge", verdict=Verdict.passed("a"), confidence=Confidence(None, None, 0))
+    a = Attempt(
+        index=0, rung="t", placement="edge", verdict=Verdict.passed("a"), confidence=Confidence(None, None, 0)
+    )
     assert judge(a, Policy(min_mean_logprob=-0.1)) is None
 
 
@@ -160,10 +178,18 @@ def test_empty_messages_rejected_before_any_model_call() -> None:
 
 def test_every_run_is_traced(tmp_path) -> None:  # noqa: ANN001
     store = TraceStore(tmp_path / "t.sqlite")
-    lad = Ladder(FLEET, store=store, backends={"tiny": ScriptedBackend.replaying("tiny", [gen("{}")]),
-                                                "small": ScriptedBackend.replaying("small", [gen('{"n": 3}')]),
-                                                "big": ScriptedBackend.replaying("big", [gen('{"n": 3}')])})
-    step = Step("shape", JsonSchema({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}))
+    lad = Ladder(
+        FLEET,
+        store=store,
+        backends={
+            "tiny": ScriptedBackend.replaying("tiny", [gen("{}")]),
+            "small": ScriptedBackend.replaying("small", [gen('{"n": 3}')]),
+            "big": ScriptedBackend.replaying("big", [gen('{"n": 3}')]),
+        },
+    )
+    step = Step(
+        "shape", JsonSchema({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+    )
     r = lad.run(step, MSG, tags={"suite": "policy"})
     rec = store.get_run(r.run_id)
     assert rec.outcome == "resolved" and rec.rung == "small" and len(rec.attempts) == 2

@@ -52,7 +52,9 @@ def test_calibrate_status_explain(db: Path) -> None:
     (["--contract-digest", "0000000000000000"], "contract digest"),
     (["--min-labels", "5000"], "at least 5000"),
 ])  # fmt: skip
-def test_bad_input_exits_2_and_keeps_the_previous_calibration(db: Path, args: list[str], message: str) -> None:
+def test_bad_input_exits_2_and_keeps_the_previous_calibration(
+    db: Path, args: list[str], message: str
+) -> None:
     assert gate("calibrate", "route", "--db", str(db)).exit_code == 0
     bad = gate("calibrate", "route", *args, "--db", str(db))
     assert bad.exit_code == 2 and message in bad.stderr and "previous calibration stays" in bad.stderr

@@ -136,6 +136,9 @@ def test_ladder_never_imports_learning() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     src = Path(__file__).parents[2] / "src" / "modelladder" / "ladder"
-    offenders = [p.name for p in src.glob("*.py")
-                 if "import modelladder.learning" in p.read_text() or "from modelladder.learning" in p.read_text()]
+    offenders = [
+        p.name
+        for p in src.glob("*.py")
+        if "import modelladder.learning" in p.read_text() or "from modelladder.learning" in p.read_text()
+    ]
     assert offenders == []

@@ -47,7 +47,12 @@ def test_v3_store_upgrades_and_keeps_its_feedback(tmp_path: Path) -> None:
         run = s.get_run("a")
         assert run.feedback_success is False and run.feedback_note == "wrong" and run.feedback_at == T0
         (label,) = s.labels("a")
-        assert (label.source, label.kind, label.value, label.attempt_idx) == ("feedback", "success", 0.0, None)
+        assert (label.source, label.kind, label.value, label.attempt_idx) == (
+            "feedback",
+            "success",
+            0.0,
+            None,
+        )
         assert s.get_run("b").step_key == "contract:d2"  # unnamed steps key on their contract
         assert s.get_run("c").step_key == "default" and run.step_key == "extract"
         s.record_feedback("a", True, "fixed")  # appends: the old label stays
@@ -112,7 +117,10 @@ def test_equivalence_per_contract_kind() -> None:
     b = [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
     assert tools.equivalent(a, b)
     assert not tools.equivalent(a, [{"name": "get_weather", "arguments": {"city": "Bergen"}}])
-    two = [{"name": "get_weather", "arguments": {"city": "A"}}, {"name": "get_weather", "arguments": {"city": "B"}}]
+    two = [
+        {"name": "get_weather", "arguments": {"city": "A"}},
+        {"name": "get_weather", "arguments": {"city": "B"}},
+    ]
     assert tools.equivalent(two, list(reversed(two)))  # parallel calls: a multiset
     assert not ToolCalls([WEATHER], parallel=True).equivalent(two, two[:1])
     assert not ToolCalls([WEATHER]).equivalent([], b)  # declining is not calling

@@ -66,7 +66,9 @@ def test_edge_only_is_never_shadowed_off_the_edge(tmp_path: Path) -> None:
     ladder.drain_shadows(timeout_s=10)
     assert not big.calls and len(mid.calls) == 5
     assert all(lab.detail["placement"] == "edge" and lab.value == 1.0 for lab in store.labels())
-    ladder2 = Ladder(Fleet(rungs=[SMALL, BIG]), store=store, backends={"small": held("small", "billing")[0], "big": big})
+    ladder2 = Ladder(
+        Fleet(rungs=[SMALL, BIG]), store=store, backends={"small": held("small", "billing")[0], "big": big}
+    )
     ladder2.run(STEP, MSGS, policy=Policy(shadow_rate=1.0, edge_only=True))
     ladder2.drain_shadows(timeout_s=10)
     assert not big.calls

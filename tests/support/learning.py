@@ -49,7 +49,9 @@ def edge_attempt(conf: float, index: int = 0, accepted: bool = True) -> Attempt:
                    confidence=Confidence(conf, conf - 0.2, 2, conf - 0.15, conf - 0.1, conf))  # fmt: skip
 
 
-def fill(store: TraceStore, n: int, rng: np.random.Generator, prefix: str = "r", wrong_rate=None) -> list[str]:
+def fill(
+    store: TraceStore, n: int, rng: np.random.Generator, prefix: str = "r", wrong_rate=None
+) -> list[str]:
     """Runs whose edge answer is wrong with probability rising as its confidence falls
     (or with a fixed ``wrong_rate``), each labelled by a checker."""
     ids = []
@@ -59,6 +61,8 @@ def fill(store: TraceStore, n: int, rng: np.random.Generator, prefix: str = "r",
         rid = f"{prefix}{i}"
         store.record(Resolved(run_id=rid, step="route", contract_digest=DIGEST, messages=[],
                               attempts=[edge_attempt(conf)], contract={"kind": "choice", "spec": CONTRACT.spec()}))  # fmt: skip
-        store.add_label(rid, attempt_idx=0, kind="correct", value=float(rng.uniform() >= p_wrong), source="checker")
+        store.add_label(
+            rid, attempt_idx=0, kind="correct", value=float(rng.uniform() >= p_wrong), source="checker"
+        )
         ids.append(rid)
     return ids

@@ -28,7 +28,9 @@ def load_adapter(model: LoadedModel, path: str) -> Any:
             raise BackendError("model_missing", f"LoRA adapter not found: {p}")
         adapter = llama_cpp.llama_adapter_lora_init(model.llm.model, str(p).encode("utf-8"))
         if adapter is None:
-            raise BackendError("model_missing", f"llama.cpp could not load LoRA adapter {p} for base {model.path.name}")
+            raise BackendError(
+                "model_missing", f"llama.cpp could not load LoRA adapter {p} for base {model.path.name}"
+            )
         model.adapters[path] = adapter
     return model.adapters[path]
 

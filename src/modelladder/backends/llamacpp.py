@@ -47,7 +47,11 @@ class LlamaCppBackend:
     ``chat_template`` (the GGUF's own) or ``few_shot`` (a plain transcript, for base models)."""
 
     def __init__(
-        self, name: str, model: LoadedModel, prompt_format: str = "chat_template", adapter: str | None = None,
+        self,
+        name: str,
+        model: LoadedModel,
+        prompt_format: str = "chat_template",
+        adapter: str | None = None,
         ground_strings: bool = False,
     ):
         self.name = name
@@ -67,7 +71,10 @@ class LlamaCppBackend:
         except FleetError as exc:
             raise BackendError("model_missing", str(exc)) from exc
         return cls(
-            rung.name, load_model(path, rung.n_ctx, rung.n_threads), rung.prompt_format, rung.adapter,
+            rung.name,
+            load_model(path, rung.n_ctx, rung.n_threads),
+            rung.prompt_format,
+            rung.adapter,
             ground_strings=rung.ground_strings,
         )
 
@@ -88,20 +95,27 @@ class LlamaCppBackend:
         """The model's end-of-sequence token, the one a finished answer ends with."""
         return int(self.model.llm.token_eos())
 
-    def render(self, messages: list[dict[str, Any]], contract: Contract | None) -> tuple[list[int], list[str]]:
+    def render(
+        self, messages: list[dict[str, Any]], contract: Contract | None
+    ) -> tuple[list[int], list[str]]:
         """Token ids of the prompt, and the stop strings of this format."""
         plain = prepare_messages(messages, contract)
         llm = self.model.llm
         if self.prompt_format == "chat_template":
             resp = self.model.formatter(messages=plain)
-            text, stops = resp.prompt, list(resp.stop or []) if isinstance(resp.stop, list) else [resp.stop] if resp.stop else []
+            text, stops = (
+                resp.prompt,
+                list(resp.stop or []) if isinstance(resp.stop, list) else [resp.stop] if resp.stop else [],
+            )
         else:
             text, stops = render_transcript(plain)
             text += "\n"
         add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
         return llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
 
-    def _matcher(self, contract: Contract | None, messages: list[dict[str, Any]]) -> llguidance.LLMatcher | None:
+    def _matcher(
+        self, contract: Contract | None, messages: list[dict[str, Any]]
+    ) -> llguidance.LLMatcher | None:
         if contract is None:
             return None
         if self.ground_strings:
@@ -139,7 +153,9 @@ class LlamaCppBackend:
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
 
     # -- generation -----------------------------------------------------------------------
-    def generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
+    def generate(
+        self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams
+    ) -> Generation:
         with self.model.lock:
             decide = getattr(contract, "decision_contract", None)
             first_pass = decide(messages) if callable(decide) else None
@@ -164,7 +180,9 @@ class LlamaCppBackend:
         second.raw["declined_first"] = first.text
         return second
 
-    def _generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
+    def _generate(
+        self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams
+    ) -> Generation:
         t0 = time.perf_counter()
         deadline = t0 + params.timeout_s if params.timeout_s else None
         llm = self.model.llm
@@ -192,7 +210,9 @@ class LlamaCppBackend:
         sent = 0  # characters of free text handed to ``emit`` so far
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
-                raise BackendError("timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s")
+                raise BackendError(
+                    "timeout", f"{self.name}: no complete answer within {params.timeout_s:.2f}s"
+                )
             if matcher is not None:
                 if matcher.is_stopped():
                     finish = "stop"

@@ -29,7 +29,17 @@ from typing import Any
 
 from modelladder.native_build import cpu_flags, cpu_model, rebuild_command
 
-__all__ = ["PROBE_ENV", "PROBE_LENGTHS", "PROBE_TIMEOUT_S", "ProbeCrash", "ProbeResult", "build_identity", "ensure_runs", "remember", "run_probe"]
+__all__ = [
+    "PROBE_ENV",
+    "PROBE_LENGTHS",
+    "PROBE_TIMEOUT_S",
+    "ProbeCrash",
+    "ProbeResult",
+    "build_identity",
+    "ensure_runs",
+    "remember",
+    "run_probe",
+]
 
 #: Prompt lengths evaluated per model: one token works even on a broken AMX build; 64 do not.
 PROBE_LENGTHS = (1, 64)
@@ -39,10 +49,10 @@ PROBE_ENV = "MODELLADDER_PROBE"
 
 _CAUSES = {
     "SIGILL": "llama.cpp was compiled for CPU instructions this machine does not execute "
-              "(for example AMX kernels on a VM whose Intel CPU advertises AMX, or an AVX-512 build "
-              "on a CPU without AVX-512)",
+    "(for example AMX kernels on a VM whose Intel CPU advertises AMX, or an AVX-512 build "
+    "on a CPU without AVX-512)",
     "SIGSEGV": "a memory fault inside llama.cpp: a corrupt or truncated GGUF file, or a llama.cpp "
-               "build that does not match the installed llama-cpp-python",
+    "build that does not match the installed llama-cpp-python",
     "SIGBUS": "the GGUF file changed or was truncated while memory-mapped, or the disk is full",
     "SIGABRT": "llama.cpp hit an internal assertion: usually a GGUF file this llama.cpp cannot read",
     "SIGKILL": "the process was killed from outside, most often by the out-of-memory killer",
@@ -116,8 +126,11 @@ def _read_cache() -> dict[str, Any]:
 def remember(key: str, result: ProbeResult) -> None:
     """Record a passing probe atomically (a torn cache file would only cost a re-probe)."""
     data = _read_cache()
-    data[key] = {"ok": True, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "models": sorted(result.models)}
+    data[key] = {
+        "ok": True,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "models": sorted(result.models),
+    }
     path = _cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +142,9 @@ def remember(key: str, result: ProbeResult) -> None:
         pass  # an unwritable cache means probing again next time, nothing worse
 
 
-def run_probe(models: list[Path], *, command: list[str] | None = None,
-              timeout_s: float = PROBE_TIMEOUT_S) -> ProbeResult:
+def run_probe(
+    models: list[Path], *, command: list[str] | None = None, timeout_s: float = PROBE_TIMEOUT_S
+) -> ProbeResult:
     """Run the child on ``models`` and parse its report. ``command`` replaces the child (tests)."""
     cmd = command or [sys.executable, "-m", "modelladder.backends.llamacpp_probe", *map(str, models)]
     env = dict(os.environ, PYTHONFAULTHANDLER="1")

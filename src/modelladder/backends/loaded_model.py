@@ -67,7 +67,12 @@ def load_model(path: Path, n_ctx: int = 8192, n_threads: int | None = None) -> L
         try:
             with contextlib.redirect_stderr(io.StringIO()):
                 llm = llama_cpp.Llama(
-                    str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False
+                    str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=512,
+                    verbose=False,
                 )
         except (ValueError, RuntimeError) as exc:
             raise BackendError("model_missing", f"cannot load GGUF model {path}: {exc}") from exc
@@ -87,14 +92,25 @@ def load_model(path: Path, n_ctx: int = 8192, n_threads: int | None = None) -> L
             def piece(tok: int) -> str:
                 return llm.detokenize([tok], special=True).decode("utf-8", "replace") if tok >= 0 else ""
 
-            formatter = Jinja2ChatFormatter(template, eos_token=piece(llm.token_eos()), bos_token=piece(llm.token_bos()))
+            formatter = Jinja2ChatFormatter(
+                template, eos_token=piece(llm.token_eos()), bos_token=piece(llm.token_bos())
+            )
         n_vocab = llm.n_vocab()
         wordy = np.array(
-            [any(ch.isalnum() for ch in llm.detokenize([t]).decode("utf-8", "ignore")) for t in range(n_vocab)]
+            [
+                any(ch.isalnum() for ch in llm.detokenize([t]).decode("utf-8", "ignore"))
+                for t in range(n_vocab)
+            ]
         )
         loaded = LoadedModel(
-            path=path, llm=llm, tokenizer=tokenizer, eos=eos, n_vocab=n_vocab,
-            chat_template=template, formatter=formatter, wordy=wordy,
+            path=path,
+            llm=llm,
+            tokenizer=tokenizer,
+            eos=eos,
+            n_vocab=n_vocab,
+            chat_template=template,
+            formatter=formatter,
+            wordy=wordy,
         )
         _LOADED[key] = loaded
         return loaded

@@ -37,7 +37,9 @@ class OpenAIBackend:
         self.model = model
         self._logprobs = logprobs
         self._json_object_fallback = False  # set once the server refuses json_schema
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0)
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0
+        )
 
     @classmethod
     def from_rung(cls, rung: Rung) -> OpenAIBackend:
@@ -51,7 +53,9 @@ class OpenAIBackend:
                 )
         return cls(rung.name, rung.url or "", rung.model or rung.name, key)
 
-    def generate(self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams) -> Generation:
+    def generate(
+        self, messages: list[dict[str, Any]], contract: Contract | None, params: GenerationParams
+    ) -> Generation:
         request: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -85,10 +89,13 @@ class OpenAIBackend:
             raise BackendError("timeout", f"{self.name}: no answer within {timeout}s") from exc
         except openai.APIConnectionError as exc:
             raise BackendError(
-                "unreachable", f"{self.name}: cannot reach {self._client.base_url}: {exc}; check `url` in the fleet file"
+                "unreachable",
+                f"{self.name}: cannot reach {self._client.base_url}: {exc}; check `url` in the fleet file",
             ) from exc
         except openai.AuthenticationError as exc:
-            raise BackendError("unauthorized", f"{self.name}: the endpoint refused the API key: {exc}") from exc
+            raise BackendError(
+                "unauthorized", f"{self.name}: the endpoint refused the API key: {exc}"
+            ) from exc
         except openai.APIStatusError as exc:
             raise BackendError("bad_response", f"{self.name}: HTTP {exc.status_code}: {exc}") from exc
         latency = time.perf_counter() - t0
@@ -96,7 +103,9 @@ class OpenAIBackend:
             raise BackendError("bad_response", f"{self.name}: the endpoint returned no choices")
         choice = resp.choices[0]
         message = choice.message.model_dump(exclude_none=True)
-        text = contract.from_openai_message(message) if contract is not None else (message.get("content") or "")
+        text = (
+            contract.from_openai_message(message) if contract is not None else (message.get("content") or "")
+        )
         logprobs: list[float] = []
         if choice.logprobs is not None and choice.logprobs.content:
             logprobs = [t.logprob for t in choice.logprobs.content]

@@ -13,27 +13,61 @@ __all__ = ["agent"]
 
 
 @bench.command("agent")
-@click.option("--category", "categories", multiple=True, required=True, metavar="C",
-              help="multi_turn_base, multi_turn_long_context, multi_turn_miss_func, multi_turn_miss_param "
-              "(repeat, or comma-separate).")
-@click.option("--suite", default="steps", show_default=True,
-              help="`steps`: every gold call and end of turn as one step, gold history; "
-              "`loops`: each item as a closed loop on the ladder's own calls, scored by BFCL's checker.")
-@click.option("--mode", default="ladder", show_default=True,
-              help="`ladder`, or `rung:<name>` (one rung alone, gate off; `rung:reference` is the oracle).")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    required=True,
+    metavar="C",
+    help="multi_turn_base, multi_turn_long_context, multi_turn_miss_func, multi_turn_miss_param "
+    "(repeat, or comma-separate).",
+)
+@click.option(
+    "--suite",
+    default="steps",
+    show_default=True,
+    help="`steps`: every gold call and end of turn as one step, gold history; "
+    "`loops`: each item as a closed loop on the ladder's own calls, scored by BFCL's checker.",
+)
+@click.option(
+    "--mode",
+    default="ladder",
+    show_default=True,
+    help="`ladder`, or `rung:<name>` (one rung alone, gate off; `rung:reference` is the oracle).",
+)
 @click.option("--limit", type=int, default=None, help="Only the first N items of each category.")
-@click.option("--fleet", "fleet_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Fleet file (default: the bundled bench fleet, `reference` oracle on top).")
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Fleet file (default: the bundled bench fleet, `reference` oracle on top).",
+)
 @click.option("--step-limit", type=int, default=20, show_default=True, help="Loops: most hops per turn.")
-@click.option("--online", is_flag=True, help="Items in a fixed shuffled order; learning curve in summary.json.")
+@click.option(
+    "--online", is_flag=True, help="Items in a fixed shuffled order; learning curve in summary.json."
+)
 @click.option("--update-every", type=int, default=50, show_default=True, help="With --online: update period.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --online: the order's seed.")
-@click.option("--compare", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Other `bench agent` output directories to plot next to this run in report.html.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Output directory (results.jsonl, summary.json, report.html). The same one resumes.")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).")
+@click.option(
+    "--compare",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Other `bench agent` output directories to plot next to this run in report.html.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Output directory (results.jsonl, summary.json, report.html). The same one resumes.",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
@@ -64,7 +98,9 @@ def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None,
     except BenchInputError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; rerun the same command to resume from {out_dir / 'results.jsonl'}", err=True)
+        click.echo(
+            f"\ninterrupted; rerun the same command to resume from {out_dir / 'results.jsonl'}", err=True
+        )
         raise SystemExit(130) from None
     print_agent_summary(outcome.summary, Console(highlight=False))
     click.echo(f"{outcome.ran} run, {outcome.skipped} already done; results in {out_dir / 'results.jsonl'}, "

@@ -39,13 +39,22 @@ def _answer(result: Resolved | Unresolved) -> str:
     if hasattr(value, "model_dump"):
         value = value.model_dump()
     if isinstance(value, list):  # tool calls
-        return "; ".join(f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['arguments'].items())})" for c in value) or "(declined)"
+        return (
+            "; ".join(
+                f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['arguments'].items())})" for c in value
+            )
+            or "(declined)"
+        )
     return str(value)
 
 
 @main.command("demo")
-@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False), help="fleet.toml (default: the bundled fleet)")
-@click.option("--db", type=click.Path(dir_okay=False), help="trace store (default: $MODELLADDER_HOME/traces.sqlite)")
+@click.option(
+    "--fleet", "fleet_path", type=click.Path(dir_okay=False), help="fleet.toml (default: the bundled fleet)"
+)
+@click.option(
+    "--db", type=click.Path(dir_okay=False), help="trace store (default: $MODELLADDER_HOME/traces.sqlite)"
+)
 def demo(fleet_path: str | None, db: str | None) -> None:
     """Run the bundled agent scenario (route, extract, call a tool, decline) through the ladder."""
     from modelladder.demo.scenario import STEPS, load_inputs
@@ -64,8 +73,15 @@ def demo(fleet_path: str | None, db: str | None) -> None:
     ladder = Ladder(fleet, store=store)
     inputs = load_inputs()
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         usable = 0
         for rung in fleet.rungs:
             if rung.backend == "reference":
@@ -83,7 +99,13 @@ def demo(fleet_path: str | None, db: str | None) -> None:
         results: list[tuple[str, str, Resolved | Unresolved]] = []
         for inp in inputs:
             progress.update(task, description=f"running {inp.step}")
-            results.append((inp.step, inp.messages[-1]["content"], ladder.run(STEPS[inp.step], inp.messages, tags={"source": "demo"})))
+            results.append(
+                (
+                    inp.step,
+                    inp.messages[-1]["content"],
+                    ladder.run(STEPS[inp.step], inp.messages, tags={"source": "demo"}),
+                )
+            )
             progress.advance(task)
 
     for step in STEPS:
@@ -93,31 +115,58 @@ def demo(fleet_path: str | None, db: str | None) -> None:
         contract = STEPS[step].contract
         kind = contract.kind if contract is not None else "free text"
         table = Table(title=f"step: {step}  (contract: {kind})", title_justify="left", expand=True)
-        for col, kw in (("input", {"ratio": 3}), ("answer", {"ratio": 3}), ("rung", {}), ("tries", {"justify": "right"}),
-                        ("verdict", {"ratio": 2}), ("latency", {"justify": "right"}), ("tokens", {"justify": "right"}),
-                        ("cost $", {"justify": "right"})):
+        for col, kw in (
+            ("input", {"ratio": 3}),
+            ("answer", {"ratio": 3}),
+            ("rung", {}),
+            ("tries", {"justify": "right"}),
+            ("verdict", {"ratio": 2}),
+            ("latency", {"justify": "right"}),
+            ("tokens", {"justify": "right"}),
+            ("cost $", {"justify": "right"}),
+        ):
             table.add_column(col, overflow="fold", **kw)
         for text, r in rows:
-            table.add_row(text, _answer(r), r.rung or "-", str(len(r.attempts)), _verdict(r), f"{r.latency_s:.2f}s",
-                          f"{r.prompt_tokens}+{r.completion_tokens}", f"{r.cost_usd:.6f}")
+            table.add_row(
+                text,
+                _answer(r),
+                r.rung or "-",
+                str(len(r.attempts)),
+                _verdict(r),
+                f"{r.latency_s:.2f}s",
+                f"{r.prompt_tokens}+{r.completion_tokens}",
+                f"{r.cost_usd:.6f}",
+            )
         console.print(table)
 
     all_results = [r for _, _, r in results]
     edge = [r for r in all_results if isinstance(r, Resolved) and r.placement == "edge"]
     unresolved = [r for r in all_results if isinstance(r, Unresolved)]
     lat = sorted(r.latency_s for r in all_results)
-    reasons = Counter(reason.split(":", 1)[0] + (":" + reason.split(":")[-1] if ":" in reason else "")
-                      for r in all_results for reason in r.escalations)
+    reasons = Counter(
+        reason.split(":", 1)[0] + (":" + reason.split(":")[-1] if ":" in reason else "")
+        for r in all_results
+        for reason in r.escalations
+    )
     p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
     console.print()
-    console.print(f"[bold]answered at the edge:[/] {len(edge)}/{len(all_results)} ({len(edge) / len(all_results):.0%})")
+    console.print(
+        f"[bold]answered at the edge:[/] {len(edge)}/{len(all_results)} ({len(edge) / len(all_results):.0%})"
+    )
     has_cloud = any(r.placement == "cloud" for r in fleet.rungs)
     if unresolved:
         where = "" if has_cloud else "; no cloud rung is configured, so these would have left the edge"
         console.print(f"[bold]unresolved:[/] {len(unresolved)}{where}")
-    console.print("[bold]escalations by reason:[/] " + (", ".join(f"{k} {v}" for k, v in reasons.most_common()) or "none"))
-    console.print(f"[bold]latency:[/] p50 {statistics.median(lat):.2f}s  p95 {p95:.2f}s   "
-                  f"[bold]cost:[/] ${sum(r.cost_usd for r in all_results):.6f}")
-    console.print(f"[bold]traces:[/] {len(all_results)} runs written to {Path(store.path)}  "
-                  "(see `modelladder traces list`)")
+    console.print(
+        "[bold]escalations by reason:[/] "
+        + (", ".join(f"{k} {v}" for k, v in reasons.most_common()) or "none")
+    )
+    console.print(
+        f"[bold]latency:[/] p50 {statistics.median(lat):.2f}s  p95 {p95:.2f}s   "
+        f"[bold]cost:[/] ${sum(r.cost_usd for r in all_results):.6f}"
+    )
+    console.print(
+        f"[bold]traces:[/] {len(all_results)} runs written to {Path(store.path)}  "
+        "(see `modelladder traces list`)"
+    )
     store.close()

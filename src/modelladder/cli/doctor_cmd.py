@@ -60,9 +60,14 @@ def _features(system_info: str) -> list[str]:
 
 
 @main.command("doctor")
-@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False), help="fleet.toml (default: the bundled fleet)")
-@click.option("--rebuild", is_flag=True,
-              help="Rebuild llama-cpp-python from source for this CPU, without AMX (about 8 minutes), then probe.")
+@click.option(
+    "--fleet", "fleet_path", type=click.Path(dir_okay=False), help="fleet.toml (default: the bundled fleet)"
+)
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Rebuild llama-cpp-python from source for this CPU, without AMX (about 8 minutes), then probe.",
+)
 def doctor(fleet_path: str | None, rebuild: bool) -> None:
     """Check Python, the llama.cpp build, the CPU, the bundled models, the trace store and the fleet.
 
@@ -88,7 +93,11 @@ def doctor(fleet_path: str | None, rebuild: bool) -> None:
     row("python", f"{platform.python_version()} ({sys.executable})")
     row("platform", f"{platform.system()} {platform.machine()}")
     flags = cpu_flags()
-    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8") if f in flags]
+    simd = [
+        f
+        for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8")
+        if f in flags
+    ]
     row("cpu", f"{cpu_model()}; {' '.join(simd) or 'no AVX2'}")
     row("llama-cpp-python", f"{_version('llama-cpp-python')} (build {build_identity()})")
     row("safe build args", cmake_args())
@@ -97,7 +106,9 @@ def doctor(fleet_path: str | None, rebuild: bool) -> None:
         fleet = load_fleet(fleet_path)
     except FleetError as exc:
         fail(str(exc))
-    row("fleet", f"{fleet.source}: {', '.join(f'{r.name} ({r.backend}, {r.placement})' for r in fleet.rungs)}")
+    row(
+        "fleet", f"{fleet.source}: {', '.join(f'{r.name} ({r.backend}, {r.placement})' for r in fleet.rungs)}"
+    )
     models: dict[str, Path] = {}
     for rung in fleet.rungs:
         if rung.backend != "llamacpp":
@@ -111,7 +122,9 @@ def doctor(fleet_path: str | None, rebuild: bool) -> None:
     row("trace store", _store_line())
 
     if not models:
-        fail("no local model of the fleet resolves, so llama.cpp cannot be probed; see the MISSING lines above")
+        fail(
+            "no local model of the fleet resolves, so llama.cpp cannot be probed; see the MISSING lines above"
+        )
     click.echo("probing llama.cpp in a child process (1- and 64-token prompts per model) ...", err=True)
     result = run_probe(list(models.values()))
     if result.system_info:
@@ -121,7 +134,9 @@ def doctor(fleet_path: str | None, rebuild: bool) -> None:
             row("", "warning: AMX kernels are compiled in; on VMs they can die with SIGILL")
     for name, path in models.items():
         entry = result.models.get(path.name, {})
-        evals = [f"{n}-token {entry[f'eval_{n}']['s'] * 1000:.1f} ms" for n in (1, 64) if f"eval_{n}" in entry]
+        evals = [
+            f"{n}-token {entry[f'eval_{n}']['s'] * 1000:.1f} ms" for n in (1, 64) if f"eval_{n}" in entry
+        ]
         row(f"probe {name}", "ok: " + ", ".join(evals) if len(evals) == 2 else "did not finish")
     if not result.ok:
         fail(str(ProbeCrash(result, sys.executable)))

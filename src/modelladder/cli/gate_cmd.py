@@ -60,12 +60,24 @@ def status_cmd(as_json: bool, db: Path | None) -> None:
 
 @gate.command("calibrate")
 @click.argument("step_key")
-@click.option("--alpha", "max_accepted_wrong", type=float, default=0.05, show_default=True,
-              help="Largest accepted-wrong rate to certify, within (0, 1).")
+@click.option(
+    "--alpha",
+    "max_accepted_wrong",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Largest accepted-wrong rate to certify, within (0, 1).",
+)
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="1 - delta, within (0, 1).")
-@click.option("--contract-digest", default=None, help="Only labels of this contract (when a step's contract changed).")
-@click.option("--method", type=click.Choice(["fixed_sequence", "bonferroni"]), default="fixed_sequence",
-              show_default=True)
+@click.option(
+    "--contract-digest", default=None, help="Only labels of this contract (when a step's contract changed)."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["fixed_sequence", "bonferroni"]),
+    default="fixed_sequence",
+    show_default=True,
+)
 @click.option("--min-labels", type=click.IntRange(min=2), default=30, show_default=True)
 @_db_option
 def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, contract_digest: str | None,
@@ -81,13 +93,21 @@ def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, c
     except (CalibrationError, TraceStoreError) as exc:
         fail(f"{exc}; the previous calibration stays in force")
     if cert.certified:
-        click.echo(f"step {step_key}: version {version}, certified: accepted-wrong <= {max_accepted_wrong:g} with "
-                   f"confidence {confidence:g} (upper bound {cert.upper_bound:.4f} on {cert.n_accepted} of "
-                   f"{cert.n_held_out} held-out answers, {cert.n_wrong} wrong); keeps {100 * cert.accept_share:.1f} %")
+        click.echo(
+            f"step {step_key}: version {version}, certified: accepted-wrong <= {max_accepted_wrong:g} with "
+            f"confidence {confidence:g} (upper bound {cert.upper_bound:.4f} on {cert.n_accepted} of "
+            f"{cert.n_held_out} held-out answers, {cert.n_wrong} wrong); keeps {100 * cert.accept_share:.1f} %"
+        )
     else:
-        need = "no amount at the observed error rates" if cert.labels_needed is None else f"about {cert.labels_needed}"
-        click.echo(f"step {step_key}: version {version}, NOT certified at alpha={max_accepted_wrong:g}: the step "
-                   f"escalates every answer; more labels needed: {need}")
+        need = (
+            "no amount at the observed error rates"
+            if cert.labels_needed is None
+            else f"about {cert.labels_needed}"
+        )
+        click.echo(
+            f"step {step_key}: version {version}, NOT certified at alpha={max_accepted_wrong:g}: the step "
+            f"escalates every answer; more labels needed: {need}"
+        )
 
 
 @gate.command("explain")
@@ -108,10 +128,14 @@ def explain_cmd(run_id: str, db: Path | None) -> None:
                 cal = parse(rows[0])
             except CalibrationError as exc:
                 click.echo(f"warning: {exc}", err=True)
-    click.echo(f"run {run.run_id}: step key {run.step_key}, episode {run.episode_id}, config {run.config_digest}, "
-               f"gate {'calibration version ' + str(run.gate_version) if run.gate_version else 'the fleet thresholds'}")
+    click.echo(
+        f"run {run.run_id}: step key {run.step_key}, episode {run.episode_id}, config {run.config_digest}, "
+        f"gate {'calibration version ' + str(run.gate_version) if run.gate_version else 'the fleet thresholds'}"
+    )
     for a in run.attempts:
-        verdict = "passed its contract" if a.verdict_ok else f"failed its contract ({a.verdict_reason or a.error})"
+        verdict = (
+            "passed its contract" if a.verdict_ok else f"failed its contract ({a.verdict_reason or a.error})"
+        )
         line = f"  attempt {a.index} on {a.rung} ({a.placement}): {verdict}; "
         line += "kept" if a.accepted else f"escalated: {a.escalation_reason}"
         if cal is not None and a.verdict_ok and a.rung in cal.rungs:

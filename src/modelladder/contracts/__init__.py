@@ -48,8 +48,13 @@ def contract_from_spec(data: dict[str, Any]) -> Contract:
         stored = spec.get("answer")
         if stored is not None:
             answer = True if stored.get("kind") == "text" else contract_from_spec(stored)  # type: ignore[assignment]
-        return ToolCalls(spec["tools"], parallel=spec["parallel"], allow_no_call=spec["allow_no_call"],
-                         tool_choice=spec.get("tool_choice", "auto"), answer=answer)
+        return ToolCalls(
+            spec["tools"],
+            parallel=spec["parallel"],
+            allow_no_call=spec["allow_no_call"],
+            tool_choice=spec.get("tool_choice", "auto"),
+            answer=answer,
+        )
     if kind == "choice":
         return Choice(spec["labels"])
     if kind == "regex":

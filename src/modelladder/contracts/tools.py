@@ -61,7 +61,10 @@ def _cap_strings(node: Any, cap: int) -> Any:
         return [_cap_strings(n, cap) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: (v if k in ("const", "enum", "default", "examples") else _cap_strings(v, cap)) for k, v in node.items()}
+    out = {
+        k: (v if k in ("const", "enum", "default", "examples") else _cap_strings(v, cap))
+        for k, v in node.items()
+    }
     free = not any(k in out for k in ("maxLength", "enum", "const", "pattern", "format"))
     if out.get("type") == "string" and free:
         out["maxLength"] = cap
@@ -378,7 +381,11 @@ class ToolCalls(Contract):
         schema["x-guidance"] = dict(JSON_GRAMMAR_OPTIONS)
         lark = f"start: {json.dumps(OPEN)} calls {json.dumps(CLOSE)}\ncalls: %json {json.dumps(schema)}\n"
         if self.answers:
-            lark = "start: call_block | answer\n" + lark.replace("start:", "call_block:", 1) + self._answer_lark()
+            lark = (
+                "start: call_block | answer\n"
+                + lark.replace("start:", "call_block:", 1)
+                + self._answer_lark()
+            )
         return LLMatcher.grammar_from_lark(lark)
 
     def grammar(self) -> str:
@@ -413,7 +420,9 @@ class ToolCalls(Contract):
         if isinstance(self.answer, JsonSchema):
             inner = self.answer.validate(text, messages)
             if not inner.ok:
-                return Verdict.failed(inner.reason or "schema_violation", f"the answer: {inner.detail}", inner.value)
+                return Verdict.failed(
+                    inner.reason or "schema_violation", f"the answer: {inner.detail}", inner.value
+                )
             return Verdict.passed(Answer(text.strip(), inner.value, free=False))
         return self.parse(text)
 
@@ -528,7 +537,10 @@ class ToolCalls(Contract):
             # Call or answer, before any tool result: SmolLM2's trained function-calling
             # prompt, whose pull towards a call is what a first turn needs, with a reply as the
             # way out when no function fits.
-            refuse = "If none of the functions can be used, answer the user directly. " + self._answer_instructions()
+            refuse = (
+                "If none of the functions can be used, answer the user directly. "
+                + self._answer_instructions()
+            )
             empty = ""
         elif self.allow_no_call:
             refuse = (

@@ -97,7 +97,11 @@ STEPS: dict[str, Step] = {
     ),
     "maybe_call": Step(
         "maybe_call",
-        ToolCalls(TOOLS, allow_no_call=True, checks=(grounded_arguments(skip=("unit", "from_currency", "to_currency")),)),
+        ToolCalls(
+            TOOLS,
+            allow_no_call=True,
+            checks=(grounded_arguments(skip=("unit", "from_currency", "to_currency")),),
+        ),
         max_tokens=96,
     ),
 }

@@ -138,8 +138,12 @@ def _metadata(c: _Candidate, cfg: DatasetConfig, teacher: bool, redactor: Redact
         meta["first_attempt"] = _attempt_meta(run.attempts[0], redactor)
     if teacher and run.accepted is not None:
         a = run.accepted
-        meta["teacher_attempt"] = {"rung": a.rung, "placement": a.placement, "cost_usd": a.cost_usd,
-                                   "latency_s": a.latency_s}
+        meta["teacher_attempt"] = {
+            "rung": a.rung,
+            "placement": a.placement,
+            "cost_usd": a.cost_usd,
+            "latency_s": a.latency_s,
+        }
     if c.shortened_from is not None:
         meta["tools_shortened_from"] = c.shortened_from
     return meta
@@ -148,10 +152,18 @@ def _metadata(c: _Candidate, cfg: DatasetConfig, teacher: bool, redactor: Redact
 def _attempt_meta(a: AttemptRecord, redactor: Redactor) -> dict[str, Any]:
     """What evaluation needs to re-judge a recorded attempt without running it again."""
     return {
-        "rung": a.rung, "placement": a.placement, "text": redactor.text(a.text or ""),
-        "mean_logprob": a.mean_logprob, "min_logprob": a.min_logprob, "n_value_tokens": a.n_value_tokens,
-        "latency_s": a.latency_s, "cost_usd": a.cost_usd, "finish_reason": a.finish_reason, "error": a.error,
-        "prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+        "rung": a.rung,
+        "placement": a.placement,
+        "text": redactor.text(a.text or ""),
+        "mean_logprob": a.mean_logprob,
+        "min_logprob": a.min_logprob,
+        "n_value_tokens": a.n_value_tokens,
+        "latency_s": a.latency_s,
+        "cost_usd": a.cost_usd,
+        "finish_reason": a.finish_reason,
+        "error": a.error,
+        "prompt_tokens": a.prompt_tokens,
+        "completion_tokens": a.completion_tokens,
     }
 
 
@@ -165,14 +177,20 @@ def _shorten(c: _Candidate, fmt: Any, budget: int) -> bool:
         return False
     called = {call["name"] for call in c.value}
     tools = list(contract.tools)
-    spare = sorted((t for t in tools if t["name"] not in called), key=lambda t: len(json.dumps(t)), reverse=True)
+    spare = sorted(
+        (t for t in tools if t["name"] not in called), key=lambda t: len(json.dumps(t)), reverse=True
+    )
     if not spare:
         return False
     c.shortened_from = len(tools)
     for drop in spare:
         tools = [t for t in tools if t["name"] != drop["name"]]
-        smaller = ToolCalls(tools, parallel=contract.parallel, allow_no_call=contract.allow_no_call,
-                            tool_choice=contract.tool_choice)
+        smaller = ToolCalls(
+            tools,
+            parallel=contract.parallel,
+            allow_no_call=contract.allow_no_call,
+            tool_choice=contract.tool_choice,
+        )
         c.prepared = prepare_messages(c.step.with_system(c.input), smaller)
         if len(fmt.prompt_ids(c.prepared)) <= budget:
             return True
@@ -231,9 +249,18 @@ def _build(cfg: DatasetConfig, store: TraceStore, source: StepSource | None, fmt
         raise DistillError(f"no runs of step {cfg.step!r}{where} in the trace store {store.path}")
     source = source or make_source(cfg.step_def, [s.tags for s in summaries[:20]])
     redactor = Redactor(cfg.redact_emails, cfg.redact_phones, tuple(cfg.redact_patterns))
-    for k in ("unresolved", "failed_feedback", "first_rung_accepted", "teacher_answers", "step_unavailable",
-              "teacher_fails_contract_today", "redaction_breaks_contract", "near_duplicates",
-              "shortened_prompts", "over_budget_kept"):
+    for k in (
+        "unresolved",
+        "failed_feedback",
+        "first_rung_accepted",
+        "teacher_answers",
+        "step_unavailable",
+        "teacher_fails_contract_today",
+        "redaction_breaks_contract",
+        "near_duplicates",
+        "shortened_prompts",
+        "over_budget_kept",
+    ):
         counts[k] = 0
 
     teachers: list[_Candidate] = []
@@ -271,7 +298,8 @@ def _build(cfg: DatasetConfig, store: TraceStore, source: StepSource | None, fmt
     if counts["teacher_answers"] == 0:
         raise DistillError(
             f"step {cfg.step!r} has no teacher answers: none of its {len(summaries)} run(s) was answered by a "
-            "rung above the first rung tried" + (f" or by {list(cfg.teacher_rungs)}" if cfg.teacher_rungs else "")
+            "rung above the first rung tried"
+            + (f" or by {list(cfg.teacher_rungs)}" if cfg.teacher_rungs else "")
         )
 
     def bucket(c: _Candidate) -> str:
@@ -326,7 +354,9 @@ def _build(cfg: DatasetConfig, store: TraceStore, source: StepSource | None, fmt
             if c.shortened_from is not None and before is None:
                 counts["shortened_prompts"] += 1
 
-    return _write(cfg, source, redactor, counts, train, holdout, inputs_kept if source.has_checker() else None, newest)
+    return _write(
+        cfg, source, redactor, counts, train, holdout, inputs_kept if source.has_checker() else None, newest
+    )
 
 
 def _accept_teacher(c: _Candidate, redactor: Redactor, counts: dict[str, int]) -> bool:
@@ -384,7 +414,10 @@ def _write(
         files[name] = {"lines": n, "sha256": digest}
     if inputs is not None:
         lines = (
-            {"messages": c.input, "metadata": _metadata(c, cfg, teacher=c.answer is not None, redactor=redactor)}
+            {
+                "messages": c.input,
+                "metadata": _metadata(c, cfg, teacher=c.answer is not None, redactor=redactor),
+            }
             for c in inputs
         )
         n, digest = _write_jsonl(out / HOLDOUT_INPUTS, lines)
@@ -439,13 +472,17 @@ def _write(
 def load_manifest(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
-        raise DistillError(f"no dataset at {data_dir} ({MANIFEST} missing); build one with `modelladder distill dataset`")
+        raise DistillError(
+            f"no dataset at {data_dir} ({MANIFEST} missing); build one with `modelladder distill dataset`"
+        )
     try:
         manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise DistillError(f"{path} is not valid JSON ({exc}); rebuild the dataset") from exc
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise DistillError(f"{path}: dataset format {manifest.get('format_version')!r} is not {FORMAT_VERSION}; rebuild it")
+        raise DistillError(
+            f"{path}: dataset format {manifest.get('format_version')!r} is not {FORMAT_VERSION}; rebuild it"
+        )
     return manifest
 
 

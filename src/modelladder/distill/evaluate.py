@@ -157,7 +157,9 @@ def _examples(data_dir: Path, manifest: dict[str, Any], limit: int | None) -> li
                 ex = by_key[key] = _Example(key, meta["input"], meta.get("tags", {}), meta)
             ex.views.add(view)
             if meta.get("first_attempt"):
-                ex.recorded.append({**meta["first_attempt"], "contract_digest": meta.get("recorded_contract_digest")})
+                ex.recorded.append(
+                    {**meta["first_attempt"], "contract_digest": meta.get("recorded_contract_digest")}
+                )
             if view == "teacher":
                 ex.meta = meta
                 ex.teacher_value = line["messages"][-1]["content"]
@@ -167,18 +169,28 @@ def _examples(data_dir: Path, manifest: dict[str, Any], limit: int | None) -> li
 def _outcome(attempt: Attempt, accepted: bool, correct: bool, reused: bool) -> Outcome:
     v = attempt.verdict
     return Outcome(
-        valid=bool(v is not None and v.ok), accepted=accepted, correct=correct,
-        latency_s=attempt.latency_s, cost_usd=attempt.cost_usd,
+        valid=bool(v is not None and v.ok),
+        accepted=accepted,
+        correct=correct,
+        latency_s=attempt.latency_s,
+        cost_usd=attempt.cost_usd,
         reason=None if accepted else (attempt.escalation_reason or judge(attempt, Policy()) or "rejected"),
-        text=(attempt.text or "")[:TEXT_CAP], reused=reused,
+        text=(attempt.text or "")[:TEXT_CAP],
+        reused=reused,
     )
 
 
 class Evaluator:
     """Runs (or re-judges) rungs on examples and scores them with the step source."""
 
-    def __init__(self, fleet: Fleet, step: str, source: StepSource, policy: Policy,
-                 backends: Mapping[str, Backend] | None = None):
+    def __init__(
+        self,
+        fleet: Fleet,
+        step: str,
+        source: StepSource,
+        policy: Policy,
+        backends: Mapping[str, Backend] | None = None,
+    ):
         self.fleet, self.step, self.source, self.policy = fleet, step, source, policy
         self.backends = dict(backends or {})  # by rung name; tests plug fakes in here
         self._ladders: dict[str, Ladder] = {}
@@ -207,25 +219,41 @@ class Evaluator:
         verdict = attempt.verdict
         valid = bool(verdict is not None and verdict.ok)
         value = verdict.value if verdict is not None and valid else None
-        return _outcome(attempt, isinstance(result, Resolved), self._score(ex, step, value, valid), reused=False)
+        return _outcome(
+            attempt, isinstance(result, Resolved), self._score(ex, step, value, valid), reused=False
+        )
 
     def rejudge(self, rung: Rung, ex: _Example) -> Outcome | None:
         """The recorded first attempt, if it was this rung's on today's contract."""
         step = self.step_for(ex)
         digest = step.contract.digest() if step.contract is not None else None
-        rec = next((r for r in ex.recorded if r.get("rung") == rung.name and r.get("contract_digest") == digest), None)
+        rec = next(
+            (r for r in ex.recorded if r.get("rung") == rung.name and r.get("contract_digest") == digest),
+            None,
+        )
         if rec is None:
             return None
-        attempt = Attempt(index=0, rung=rung.name, placement=rung.placement, text=rec.get("text") or "",
-                          latency_s=float(rec.get("latency_s") or 0.0), cost_usd=float(rec.get("cost_usd") or 0.0),
-                          finish_reason=rec.get("finish_reason"), error=rec.get("error"))
+        attempt = Attempt(
+            index=0,
+            rung=rung.name,
+            placement=rung.placement,
+            text=rec.get("text") or "",
+            latency_s=float(rec.get("latency_s") or 0.0),
+            cost_usd=float(rec.get("cost_usd") or 0.0),
+            finish_reason=rec.get("finish_reason"),
+            error=rec.get("error"),
+        )
         if rec.get("n_value_tokens") is not None:
-            attempt.confidence = Confidence(rec.get("mean_logprob"), rec.get("min_logprob"), int(rec["n_value_tokens"]))
+            attempt.confidence = Confidence(
+                rec.get("mean_logprob"), rec.get("min_logprob"), int(rec["n_value_tokens"])
+            )
         if attempt.error is None:
             if step.contract is None:
                 from modelladder.contracts import Verdict
 
-                attempt.verdict = Verdict.passed(attempt.text) if attempt.text.strip() else Verdict.failed("empty_output")
+                attempt.verdict = (
+                    Verdict.passed(attempt.text) if attempt.text.strip() else Verdict.failed("empty_output")
+                )
             else:
                 attempt.verdict = step.contract.validate(attempt.text, step.with_system(ex.input))
         reason = judge(attempt, single_rung_policy(self.policy, rung.name))
@@ -280,10 +308,16 @@ def metrics(outs: list[Outcome], placement: str, escalation: dict[str, Any]) -> 
         "latency_mean_s": statistics.fmean(lat),
         "latency_p50_s": _pct(lat, 0.5),
         "latency_p90_s": _pct(lat, 0.9),
-        "cost_per_1k_steps_usd": 1000 * (statistics.fmean(o.cost_usd for o in outs) + esc / n * escalation["cost_usd"]),
+        "cost_per_1k_steps_usd": 1000
+        * (statistics.fmean(o.cost_usd for o in outs) + esc / n * escalation["cost_usd"]),
         "ladder_accuracy": (acc_right + esc * escalation["accuracy"]) / n,
-        "counts": {"correct": correct, "valid": sum(o.valid for o in outs), "accepted": acc,
-                   "accepted_wrong": acc - acc_right, "reused_recorded": sum(o.reused for o in outs)},
+        "counts": {
+            "correct": correct,
+            "valid": sum(o.valid for o in outs),
+            "accepted": acc,
+            "accepted_wrong": acc - acc_right,
+            "reused_recorded": sum(o.reused for o in outs),
+        },
     }
 
 
@@ -299,8 +333,12 @@ def escalation_profile(ev: Evaluator, examples: list[_Example]) -> dict[str, Any
         step = ev.step_for(e)
         value = ev.teacher_value(e, step)
         right.append(value is not None and ev.source.correct(e.tags, value, value))
-    return {"cost_usd": statistics.fmean(costs), "edge_share": sum(edge) / len(edge),
-            "accuracy": sum(right) / len(right), "n": len(teach)}
+    return {
+        "cost_usd": statistics.fmean(costs),
+        "edge_share": sum(edge) / len(edge),
+        "accuracy": sum(right) / len(right),
+        "n": len(teach),
+    }
 
 
 def evaluate(
@@ -343,8 +381,19 @@ def evaluate(
             results[champion.name][ex.key] = champ
             results[CANDIDATE][ex.key] = cand
             right += cand.correct
-            details.write(json.dumps({"run_id": ex.meta["run_id"], "views": sorted(ex.views), "tags": ex.tags,
-                                      "champion": asdict(champ), "candidate": asdict(cand)}, ensure_ascii=False) + "\n")
+            details.write(
+                json.dumps(
+                    {
+                        "run_id": ex.meta["run_id"],
+                        "views": sorted(ex.views),
+                        "tags": ex.tags,
+                        "champion": asdict(champ),
+                        "candidate": asdict(cand),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             progress.update(task, advance=1, acc=f"{right / i:.1%}")
 
     views: dict[str, Any] = {}
@@ -361,14 +410,24 @@ def evaluate(
         "format_version": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "step": step,
-        "dataset": {"dir": str(data_dir.resolve()), "manifest_sha256": file_sha256(data_dir / "manifest.json"),
-                    "contract_digest": manifest.get("contract_digest")},
+        "dataset": {
+            "dir": str(data_dir.resolve()),
+            "manifest_sha256": file_sha256(data_dir / "manifest.json"),
+            "contract_digest": manifest.get("contract_digest"),
+        },
         "fleet": {"path": str(Path(cfg.fleet_path).resolve()), "digest": snap.digest},
         "reference": source.reference_name,
-        "champion": {"rung": champion.name, "placement": champion.placement,
-                     "reused_recorded_attempts": cfg.reuse_recorded},
-        "candidate": {"adapter": str(Path(cfg.adapter).resolve()), "adapter_sha256": file_sha256(Path(cfg.adapter)),
-                      "base_rung": base.name, "rung": {k: v for k, v in asdict(candidate).items() if v is not None}},
+        "champion": {
+            "rung": champion.name,
+            "placement": champion.placement,
+            "reused_recorded_attempts": cfg.reuse_recorded,
+        },
+        "candidate": {
+            "adapter": str(Path(cfg.adapter).resolve()),
+            "adapter_sha256": file_sha256(Path(cfg.adapter)),
+            "base_rung": base.name,
+            "rung": {k: v for k, v in asdict(candidate).items() if v is not None},
+        },
         "policy": asdict(policy),
         "escalation": escalation,
         "primary_view": "inputs" if "inputs" in views else "teacher",

@@ -76,7 +76,9 @@ class BaseInfo:
         self.n_head = int(_field(reader, f"{self.arch}.attention.head_count"))
         self.n_head_kv = int(_field(reader, f"{self.arch}.attention.head_count_kv"))
         self.n_blocks = int(_field(reader, f"{self.arch}.block_count"))
-        self.shapes = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}  # ggml order: (in, out)
+        self.shapes = {
+            t.name: tuple(int(x) for x in t.shape) for t in reader.tensors
+        }  # ggml order: (in, out)
         arch_enum = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[self.arch]
         self.names = gguf.get_tensor_name_map(arch_enum, self.n_blocks)
 
@@ -113,7 +115,9 @@ def export_adapter(adapter_dir: Path, base_gguf: Path, out: Path, dtype: str = "
     adapter_dir, base_gguf, out = Path(adapter_dir), Path(base_gguf), Path(out)
     cfg_path, weights_path = adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors"
     if not cfg_path.is_file() or not weights_path.is_file():
-        raise DistillError(f"{adapter_dir} is not a peft adapter (adapter_config.json / adapter_model.safetensors)")
+        raise DistillError(
+            f"{adapter_dir} is not a peft adapter (adapter_config.json / adapter_model.safetensors)"
+        )
     config = json.loads(cfg_path.read_text())
     if config.get("use_rslora") or config.get("use_dora"):
         raise DistillError("rsLoRA/DoRA adapters have no llama.cpp equivalent; train a plain LoRA")
@@ -144,11 +148,20 @@ def export_adapter(adapter_dir: Path, base_gguf: Path, out: Path, dtype: str = "
         raise DistillError(f"{adapter_dir} holds no LoRA tensors")
 
     write_lora_gguf(out, base.arch, alpha, tensors, f"modelladder LoRA adapter (rank {rank})")
-    return {"path": str(out), "tensors": len(tensors), "rank": rank, "alpha": alpha, "dtype": dtype,
-            "arch": base.arch, "bytes": out.stat().st_size}
+    return {
+        "path": str(out),
+        "tensors": len(tensors),
+        "rank": rank,
+        "alpha": alpha,
+        "dtype": dtype,
+        "arch": base.arch,
+        "bytes": out.stat().st_size,
+    }
 
 
-def write_lora_gguf(out: Path, arch: str, alpha: float, tensors: list[tuple[str, np.ndarray]], name: str) -> None:
+def write_lora_gguf(
+    out: Path, arch: str, alpha: float, tensors: list[tuple[str, np.ndarray]], name: str
+) -> None:
     """Write a GGUF LoRA adapter (atomically): adapter metadata + ``<base>.lora_a/.lora_b`` tensors
     given in peft orientation (A: rank x in, B: out x rank)."""
     import gguf
@@ -191,7 +204,11 @@ def validate_adapter(adapter: Path, base_gguf: Path) -> None:
     except Exception as exc:
         raise DistillError(f"{adapter} is not a readable GGUF file: {exc}") from exc
     kind = reader.fields.get("general.type")
-    if kind is None or _field(reader, "general.type") != "adapter" or _field(reader, "adapter.type") != "lora":
+    if (
+        kind is None
+        or _field(reader, "general.type") != "adapter"
+        or _field(reader, "adapter.type") != "lora"
+    ):
         raise DistillError(f"{adapter} is not a GGUF LoRA adapter (general.type / adapter.type)")
     base = BaseInfo(Path(base_gguf), for_export=False)
     arch = _field(reader, "general.architecture")
@@ -201,7 +218,11 @@ def validate_adapter(adapter: Path, base_gguf: Path) -> None:
     for name, shape in shapes.items():
         target, _, ab = name.rpartition(".")
         if ab not in ("lora_a", "lora_b") or target not in base.shapes:
-            raise DistillError(f"{adapter}: tensor {name!r} matches no tensor of the base {Path(base_gguf).name}")
+            raise DistillError(
+                f"{adapter}: tensor {name!r} matches no tensor of the base {Path(base_gguf).name}"
+            )
         n_in, n_out = base.shapes[target][0], base.shapes[target][1]
         if (ab == "lora_a" and shape[0] != n_in) or (ab == "lora_b" and shape[1] != n_out):
-            raise DistillError(f"{adapter}: {name} has shape {shape}, which does not fit {target} {base.shapes[target]}")
+            raise DistillError(
+                f"{adapter}: {name} has shape {shape}, which does not fit {target} {base.shapes[target]}"
+            )

@@ -158,7 +158,9 @@ def _value(v: Any) -> str:
 
 
 def _scalars(table: dict[str, Any]) -> list[str]:
-    return [f"{_key(k)} = {_value(v)}" for k, v in table.items() if not _is_table(v) and not _is_table_array(v)]
+    return [
+        f"{_key(k)} = {_value(v)}" for k, v in table.items() if not _is_table(v) and not _is_table_array(v)
+    ]
 
 
 def _is_table(v: Any) -> bool:
@@ -206,5 +208,7 @@ def dumps_fleet(data: dict[str, Any], header: list[str] = ()) -> str:  # type: i
     _emit("", {k: data[k] for k in keys if _is_table(data[k]) or _is_table_array(data[k])}, out)
     text = "\n".join(out).lstrip("\n") + "\n"
     if tomllib.loads(text) != data:  # never write something that reads back differently
-        raise DistillError("internal error: the fleet data does not survive a TOML round trip; nothing written")
+        raise DistillError(
+            "internal error: the fleet data does not survive a TOML round trip; nothing written"
+        )
     return text

@@ -84,10 +84,14 @@ def load_base(gguf: Path, *, cache_dir: Path | None = None) -> Any:
         except (OSError, ValueError) as exc:
             shutil.rmtree(target, ignore_errors=True)  # a torn cache entry: rebuild it below
             if (target / "config.json").exists():
-                raise DistillError(f"the cached base model {target} is unreadable ({exc}); delete it") from exc
+                raise DistillError(
+                    f"the cached base model {target} is unreadable ({exc}); delete it"
+                ) from exc
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the GGUF loader draws its own progress bars
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
     except Exception as exc:  # transformers raises many types for an unsupported GGUF
         raise DistillError(f"transformers cannot load {gguf}: {type(exc).__name__}: {exc}") from exc
     model.config.architectures = [type(model).__name__]

@@ -122,19 +122,28 @@ def decide(report: dict[str, Any], margin: float, max_accepted_wrong_increase: f
     gain = cand["accuracy"] - champ["accuracy"]
     aw_up = cand["accepted_wrong_rate"] - champ["accepted_wrong_rate"]
     all_up = cand["accepted_wrong_of_all"] - champ["accepted_wrong_of_all"]
-    figures = {"n": cand["n"], "candidate_accuracy": cand["accuracy"], "champion_accuracy": champ["accuracy"],
-               "gain_points": 100 * gain, "margin_points": 100 * margin,
-               "candidate_accepted_wrong_rate": cand["accepted_wrong_rate"],
-               "champion_accepted_wrong_rate": champ["accepted_wrong_rate"],
-               "candidate_accepted_wrong_of_all": cand["accepted_wrong_of_all"],
-               "champion_accepted_wrong_of_all": champ["accepted_wrong_of_all"]}
+    figures = {
+        "n": cand["n"],
+        "candidate_accuracy": cand["accuracy"],
+        "champion_accuracy": champ["accuracy"],
+        "gain_points": 100 * gain,
+        "margin_points": 100 * margin,
+        "candidate_accepted_wrong_rate": cand["accepted_wrong_rate"],
+        "champion_accepted_wrong_rate": champ["accepted_wrong_rate"],
+        "candidate_accepted_wrong_of_all": cand["accepted_wrong_of_all"],
+        "champion_accepted_wrong_of_all": champ["accepted_wrong_of_all"],
+    }
     reasons = []
     ok = True
-    acc_line = (f"holdout accuracy {cand['accuracy']:.1%} vs {champ['accuracy']:.1%} for {report['champion']['rung']} "
-                f"({100 * gain:+.1f} points, margin {100 * margin:.1f}) on {cand['n']} {view} examples")
-    aw_line = (f"accepted-wrong rate {cand['accepted_wrong_rate']:.1%} vs {champ['accepted_wrong_rate']:.1%} "
-               f"of accepted answers, {cand['accepted_wrong_of_all']:.1%} vs {champ['accepted_wrong_of_all']:.1%} "
-               f"of all steps (allowed increase {100 * max_accepted_wrong_increase:.1f} points)")
+    acc_line = (
+        f"holdout accuracy {cand['accuracy']:.1%} vs {champ['accuracy']:.1%} for {report['champion']['rung']} "
+        f"({100 * gain:+.1f} points, margin {100 * margin:.1f}) on {cand['n']} {view} examples"
+    )
+    aw_line = (
+        f"accepted-wrong rate {cand['accepted_wrong_rate']:.1%} vs {champ['accepted_wrong_rate']:.1%} "
+        f"of accepted answers, {cand['accepted_wrong_of_all']:.1%} vs {champ['accepted_wrong_of_all']:.1%} "
+        f"of all steps (allowed increase {100 * max_accepted_wrong_increase:.1f} points)"
+    )
     if gain < margin - 1e-12:
         ok = False
         reasons.append("does not beat the current first rung by the margin: " + acc_line)
@@ -181,22 +190,36 @@ def promote(cfg: PromoteConfig) -> dict[str, Any]:
             )
         current = champion_rung(snap.fleet, step).name
         if current != report["champion"]["rung"]:
-            raise DistillError(f"the evaluation compared against {report['champion']['rung']!r}, but step {step!r} "
-                               f"now starts at {current!r}; evaluate again")
+            raise DistillError(
+                f"the evaluation compared against {report['champion']['rung']!r}, but step {step!r} "
+                f"now starts at {current!r}; evaluate again"
+            )
         adapter = Path(report["candidate"]["adapter"])
         if not adapter.is_file() or file_sha256(adapter) != report["candidate"]["adapter_sha256"]:
-            raise DistillError(f"the adapter {adapter} is missing or not the one that was evaluated; evaluate again")
+            raise DistillError(
+                f"the adapter {adapter} is missing or not the one that was evaluated; evaluate again"
+            )
         history = read_history(fleet_path)
         decision = decide(report, cfg.margin, cfg.max_accepted_wrong_increase)
         pid = uuid.uuid4().hex[:12]
         hdir = history_dir(fleet_path)
         _atomic_write(hdir / "evals" / f"{pid}.json", json.dumps(report, indent=2).encode())
         record: dict[str, Any] = {
-            "id": pid, "time": _now(), "step": step, "fleet": str(fleet_path.resolve()),
-            "decision": {"promote": decision.promote, "reasons": decision.reasons, "view": decision.view,
-                         "figures": decision.figures, "margin": cfg.margin,
-                         "max_accepted_wrong_increase": cfg.max_accepted_wrong_increase},
-            "champion": report["champion"]["rung"], "eval": f"evals/{pid}.json", "views": report["views"],
+            "id": pid,
+            "time": _now(),
+            "step": step,
+            "fleet": str(fleet_path.resolve()),
+            "decision": {
+                "promote": decision.promote,
+                "reasons": decision.reasons,
+                "view": decision.view,
+                "figures": decision.figures,
+                "margin": cfg.margin,
+                "max_accepted_wrong_increase": cfg.max_accepted_wrong_increase,
+            },
+            "champion": report["champion"]["rung"],
+            "eval": f"evals/{pid}.json",
+            "views": report["views"],
         }
         if not decision.promote:
             record.update(action="refused", fleet_digest=snap.digest)
@@ -212,24 +235,41 @@ def promote(cfg: PromoteConfig) -> dict[str, Any]:
         base_table = next((t for t in rungs if t.get("name") == base), None)
         if base_table is None:
             raise DistillError(f"the base rung {base!r} is not in {fleet_path}")
-        new = {**{k: v for k, v in base_table.items() if k not in ("adapter", "step")},
-               "name": name, "adapter": str(stored.resolve()), "step": step}
+        new = {
+            **{k: v for k, v in base_table.items() if k not in ("adapter", "step")},
+            "name": name,
+            "adapter": str(stored.resolve()),
+            "step": step,
+        }
         superseded = [t["name"] for t in rungs if t.get("step") == step and t.get("adapter")]
         kept = [t for t in rungs if t.get("name") not in superseded]
-        at = next(i for i, t in enumerate(kept) if t.get("name") == base) + 1 if base not in superseded else len(kept)
+        at = (
+            next(i for i, t in enumerate(kept) if t.get("name") == base) + 1
+            if base not in superseded
+            else len(kept)
+        )
         kept.insert(at, new)
         data["rung"] = kept
         data.setdefault("step", {}).setdefault(step, {})["first_rung"] = name
         header = [line for line in leading_comments(snap.text) if "[modelladder distill]" not in line]
-        header.append(f"# [modelladder distill] last change {_now()}: {name} first for step {step!r} "
-                      f"(history: {hdir.name}/)")
+        header.append(
+            f"# [modelladder distill] last change {_now()}: {name} first for step {step!r} "
+            f"(history: {hdir.name}/)"
+        )
         text = dumps_fleet(data, header)
         snapshot = hdir / "snapshots" / f"{pid}-before.toml"
         _atomic_write(snapshot, snap.text.encode("utf-8"))
         after = replace_fleet(fleet_path, text, snap.digest)
-        record.update(action="promote", rung=name, adapter=str(stored.resolve()), base_rung=base,
-                      superseded=superseded, before_digest=snap.digest, after_digest=after,
-                      snapshot=f"snapshots/{pid}-before.toml")
+        record.update(
+            action="promote",
+            rung=name,
+            adapter=str(stored.resolve()),
+            base_rung=base,
+            superseded=superseded,
+            before_digest=snap.digest,
+            after_digest=after,
+            snapshot=f"snapshots/{pid}-before.toml",
+        )
         _append_history(fleet_path, record)
         return record
 
@@ -244,25 +284,47 @@ def rollback(fleet_path: Path, step: str) -> dict[str, Any]:
         snap = read_fleet(fleet_path)
         history = read_history(fleet_path)
         undone = {h.get("promotion") for h in history if h.get("action") == "rollback"}
-        live = [h for h in history if h.get("action") == "promote" and h.get("step") == step and h["id"] not in undone]
+        live = [
+            h
+            for h in history
+            if h.get("action") == "promote" and h.get("step") == step and h["id"] not in undone
+        ]
         if not live:
             raise DistillError(f"no promotion of step {step!r} to roll back in {history_dir(fleet_path)}")
         last = live[-1]
         if snap.digest != last["after_digest"]:
-            later = [h for h in history if h.get("action") in ("promote", "rollback") and h["time"] >= last["time"]
-                     and h["id"] != last["id"]]
-            hint = (f"later changes by modelladder: {', '.join(h['action'] + ' ' + h['step'] for h in later)} -- "
-                    "roll those back first" if later else "it was edited by hand")
+            later = [
+                h
+                for h in history
+                if h.get("action") in ("promote", "rollback")
+                and h["time"] >= last["time"]
+                and h["id"] != last["id"]
+            ]
+            hint = (
+                f"later changes by modelladder: {', '.join(h['action'] + ' ' + h['step'] for h in later)} -- "
+                "roll those back first"
+                if later
+                else "it was edited by hand"
+            )
             raise FleetChangedError(
                 f"the fleet file {fleet_path} is no longer the one promotion {last['id']} wrote ({hint}); "
                 f"the earlier version is in {history_dir(fleet_path) / last['snapshot']}"
             )
         previous = (history_dir(fleet_path) / last["snapshot"]).read_bytes()
         if digest_bytes(previous) != last["before_digest"]:
-            raise DistillError(f"the snapshot {last['snapshot']} does not match its recorded digest; restore by hand")
+            raise DistillError(
+                f"the snapshot {last['snapshot']} does not match its recorded digest; restore by hand"
+            )
         after = replace_fleet(fleet_path, previous.decode("utf-8"), snap.digest)
-        record = {"id": uuid.uuid4().hex[:12], "time": _now(), "action": "rollback", "step": step,
-                  "promotion": last["id"], "rung": last.get("rung"), "before_digest": snap.digest,
-                  "after_digest": after}
+        record = {
+            "id": uuid.uuid4().hex[:12],
+            "time": _now(),
+            "action": "rollback",
+            "step": step,
+            "promotion": last["id"],
+            "rung": last.get("rung"),
+            "before_digest": snap.digest,
+            "after_digest": after,
+        }
         _append_history(fleet_path, record)
         return record

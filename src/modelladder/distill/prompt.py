@@ -29,7 +29,9 @@ class LocalBackend(Protocol):
     prompt_format: str
     eos_token: int
 
-    def render(self, messages: list[dict[str, Any]], contract: Contract | None) -> tuple[list[int], list[str]]: ...
+    def render(
+        self, messages: list[dict[str, Any]], contract: Contract | None
+    ) -> tuple[list[int], list[str]]: ...
 
     def tokenize(self, text: str) -> list[int]: ...
 
@@ -37,10 +39,21 @@ class LocalBackend(Protocol):
 class PromptFormat:
     """Token ids of prompts and answers for one base GGUF, as the ``llamacpp`` backend makes them."""
 
-    def __init__(self, gguf: Path, prompt_format: str = "chat_template", n_ctx: int = 8192, n_threads: int | None = None):
+    def __init__(
+        self,
+        gguf: Path,
+        prompt_format: str = "chat_template",
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+    ):
         rung = Rung(
-            name="distill-prompt", backend="llamacpp", params=1, path=str(gguf), prompt_format=prompt_format,
-            n_ctx=n_ctx, n_threads=n_threads,
+            name="distill-prompt",
+            backend="llamacpp",
+            params=1,
+            path=str(gguf),
+            prompt_format=prompt_format,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
         )
         try:
             backend = cast(LocalBackend, open_backend(rung))

@@ -54,7 +54,9 @@ class Redactor:
             try:
                 compiled.append(re.compile(p))
             except re.error as exc:
-                raise DistillError(f"--redact pattern {p!r} is not a valid regular expression: {exc}") from exc
+                raise DistillError(
+                    f"--redact pattern {p!r} is not a valid regular expression: {exc}"
+                ) from exc
         object.__setattr__(self, "_compiled", tuple(compiled))
 
     @property

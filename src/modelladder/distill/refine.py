@@ -85,8 +85,11 @@ def new_traces(cfg: RefineConfig, since: str | None) -> tuple[int, str | None]:
     except TraceStoreError as exc:
         raise DistillError(str(exc)) from exc
     with store:
-        runs = [r for r in store.list_runs(limit=None, step=cfg.step)
-                if all(r.tags.get(k) == v for k, v in cfg.tags.items())]
+        runs = [
+            r
+            for r in store.list_runs(limit=None, step=cfg.step)
+            if all(r.tags.get(k) == v for k, v in cfg.tags.items())
+        ]
     newest = max((r.created_at.isoformat() for r in runs), default=None)
     cutoff = datetime.fromisoformat(since) if since else None
     n = sum(1 for r in runs if cutoff is None or r.created_at > cutoff)
@@ -115,9 +118,12 @@ def _refine_locked(cfg: RefineConfig) -> dict[str, Any]:
     state = _read_state(cfg)
     n_new, newest = new_traces(cfg, state.get("watermark"))
     if n_new < cfg.min_new_traces:
-        return {"action": "noop", "reason": f"{n_new} new trace(s) of step {cfg.step!r} since the last refine "
-                                            f"({state.get('last_run') or 'never'}); {cfg.min_new_traces} needed",
-                "new_traces": n_new}
+        return {
+            "action": "noop",
+            "reason": f"{n_new} new trace(s) of step {cfg.step!r} since the last refine "
+            f"({state.get('last_run') or 'never'}); {cfg.min_new_traces} needed",
+            "new_traces": n_new,
+        }
     champion = champion_rung(snap.fleet, cfg.step)
     base = base_rung_for(snap.fleet, champion)
     try:
@@ -128,30 +134,80 @@ def _refine_locked(cfg: RefineConfig) -> dict[str, Any]:
     work = root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work.mkdir(parents=True, exist_ok=True)
 
-    manifest = build_dataset(DatasetConfig(
-        step=cfg.step, out_dir=work / "dataset", db=cfg.db, tags=dict(cfg.tags), teacher_rungs=cfg.teacher_rungs,
-        holdout=cfg.holdout, dedup_threshold=cfg.dedup_threshold, redact_emails=cfg.redact_emails,
-        redact_phones=cfg.redact_phones, redact_patterns=cfg.redact_patterns,
-        max_prompt_tokens=cfg.max_prompt_tokens, base_gguf=base_gguf, prompt_format=base.prompt_format,
-        step_def=cfg.step_def, min_train=cfg.min_train,
-    ))
+    manifest = build_dataset(
+        DatasetConfig(
+            step=cfg.step,
+            out_dir=work / "dataset",
+            db=cfg.db,
+            tags=dict(cfg.tags),
+            teacher_rungs=cfg.teacher_rungs,
+            holdout=cfg.holdout,
+            dedup_threshold=cfg.dedup_threshold,
+            redact_emails=cfg.redact_emails,
+            redact_phones=cfg.redact_phones,
+            redact_patterns=cfg.redact_patterns,
+            max_prompt_tokens=cfg.max_prompt_tokens,
+            base_gguf=base_gguf,
+            prompt_format=base.prompt_format,
+            step_def=cfg.step_def,
+            min_train=cfg.min_train,
+        )
+    )
     from modelladder.distill.train import TrainConfig, train
 
-    trained = train(TrainConfig(data_dir=work / "dataset", out_dir=work / "train", base_gguf=base_gguf,
-                                prompt_format=base.prompt_format, fresh=True, progress=cfg.progress, **cfg.train))
+    trained = train(
+        TrainConfig(
+            data_dir=work / "dataset",
+            out_dir=work / "train",
+            base_gguf=base_gguf,
+            prompt_format=base.prompt_format,
+            fresh=True,
+            progress=cfg.progress,
+            **cfg.train,
+        )
+    )
     if trained.gguf is None:
         raise DistillError("training produced no GGUF adapter")
-    report = evaluate(EvalConfig(data_dir=work / "dataset", fleet_path=cfg.fleet_path, adapter=trained.gguf,
-                                 out=work / "eval.json", champion=champion.name, limit=cfg.eval_limit,
-                                 progress=cfg.progress))
+    report = evaluate(
+        EvalConfig(
+            data_dir=work / "dataset",
+            fleet_path=cfg.fleet_path,
+            adapter=trained.gguf,
+            out=work / "eval.json",
+            champion=champion.name,
+            limit=cfg.eval_limit,
+            progress=cfg.progress,
+        )
+    )
     if report["fleet"]["digest"] != snap.digest:
-        raise FleetChangedError(f"the fleet file {cfg.fleet_path} changed while refine was training; nothing was "
-                                "written -- the next refine starts from the current fleet")
-    record = promote(PromoteConfig(eval_path=work / "eval.json", fleet_path=cfg.fleet_path, margin=cfg.margin,
-                                   max_accepted_wrong_increase=cfg.max_accepted_wrong_increase))
-    _write_state(cfg, {"watermark": newest, "last_run": datetime.now(UTC).isoformat(timespec="seconds"),
-                       "last_result": record["action"], "last_work_dir": str(work)})
+        raise FleetChangedError(
+            f"the fleet file {cfg.fleet_path} changed while refine was training; nothing was "
+            "written -- the next refine starts from the current fleet"
+        )
+    record = promote(
+        PromoteConfig(
+            eval_path=work / "eval.json",
+            fleet_path=cfg.fleet_path,
+            margin=cfg.margin,
+            max_accepted_wrong_increase=cfg.max_accepted_wrong_increase,
+        )
+    )
+    _write_state(
+        cfg,
+        {
+            "watermark": newest,
+            "last_run": datetime.now(UTC).isoformat(timespec="seconds"),
+            "last_result": record["action"],
+            "last_work_dir": str(work),
+        },
+    )
     for old in sorted(p for p in root.iterdir() if p.is_dir())[: -cfg.keep_runs]:
         shutil.rmtree(old, ignore_errors=True)
-    return {"action": record["action"], "record": record, "work_dir": str(work), "new_traces": n_new,
-            "train_examples": manifest["counts"]["train"], "train_seconds": trained.report.get("train_seconds")}
+    return {
+        "action": record["action"],
+        "record": record,
+        "work_dir": str(work),
+        "new_traces": n_new,
+        "train_examples": manifest["counts"]["train"],
+        "train_seconds": trained.report.get("train_seconds"),
+    }

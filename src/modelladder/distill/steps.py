@@ -64,7 +64,9 @@ class BfclSource:
             try:
                 from modelladder.bench.bfcl.data import load_items
             except ModuleNotFoundError as exc:
-                raise DistillError(f"BFCL runs need the `bench` extra: pip install 'modelladder[bench]' ({exc})") from exc
+                raise DistillError(
+                    f"BFCL runs need the `bench` extra: pip install 'modelladder[bench]' ({exc})"
+                ) from exc
             try:
                 for it in load_items(category):
                     self._items[it.id] = it
@@ -113,7 +115,9 @@ class ImportedSource:
                 raise DistillError(f"--step-def {self.spec!r}: {module!r} has no attribute {attr!r}")
             obj = getattr(obj, part)
         if not isinstance(obj, Step) and not callable(obj):
-            raise DistillError(f"--step-def {self.spec!r} is a {type(obj).__name__}, not a Step or a callable")
+            raise DistillError(
+                f"--step-def {self.spec!r} is a {type(obj).__name__}, not a Step or a callable"
+            )
         self._target = obj
 
     def step_for(self, step: str, messages: list[dict[str, Any]], tags: Mapping[str, str]) -> Step:
@@ -129,7 +133,9 @@ class ImportedSource:
         return False
 
     def correct(self, tags: Mapping[str, str], value: Any, teacher_value: Any) -> bool:
-        return value is not None and teacher_value is not None and canonical(value) == canonical(teacher_value)
+        return (
+            value is not None and teacher_value is not None and canonical(value) == canonical(teacher_value)
+        )
 
 
 def make_source(spec: str | None, sample_tags: Sequence[Mapping[str, str]] = ()) -> StepSource:

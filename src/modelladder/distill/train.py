@@ -95,8 +95,21 @@ class TrainConfig:
 
     def fingerprint(self, data_sha: str, base_sha: str, precision: str) -> dict[str, Any]:
         """What must not change between a checkpoint and the run resuming from it."""
-        keys = ("prompt_format", "rank", "alpha", "dropout", "lr", "epochs", "grad_accum", "warmup",
-                "weight_decay", "seed", "max_seq_len", "limit", "targets")
+        keys = (
+            "prompt_format",
+            "rank",
+            "alpha",
+            "dropout",
+            "lr",
+            "epochs",
+            "grad_accum",
+            "warmup",
+            "weight_decay",
+            "seed",
+            "max_seq_len",
+            "limit",
+            "targets",
+        )
         d = {k: getattr(self, k) for k in keys}
         d["targets"] = list(self.targets)
         return {**d, "precision": precision, "data_sha256": data_sha, "base_sha256": base_sha}
@@ -159,7 +172,9 @@ def _checkpoints(out_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
 
 
-def save_checkpoint(out_dir: Path, step: int, model: Any, opt: Any, sched: Any, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    out_dir: Path, step: int, model: Any, opt: Any, sched: Any, state: dict[str, Any], keep: int
+) -> Path:
     import torch
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -173,8 +188,10 @@ def save_checkpoint(out_dir: Path, step: int, model: Any, opt: Any, sched: Any, 
     lora = get_peft_model_state_dict(model, save_embedding_layers=False)
     weights = {k: v.detach().cpu().contiguous() for k, v in lora.items()}
     save_file(weights, str(tmp / "adapter.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    torch.save(
+        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()},
+        tmp / "optimizer.pt",
+    )
     (tmp / "state.json").write_text(json.dumps(state) + "\n")  # written last: marks the checkpoint complete
     if final.exists():
         shutil.rmtree(final)
@@ -281,8 +298,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.set_num_threads(_threads(cfg.threads))
     base = load_base(Path(cfg.base_gguf))
     # peft annotates lora_alpha as int but only ever divides by it: a fractional alpha works
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
-                      target_modules=list(cfg.targets), bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,  # type: ignore[arg-type]
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     with warnings.catch_warnings():  # transformers' own deprecation notice about peft internals
         warnings.simplefilter("ignore", FutureWarning)
         model = get_peft_model(base, lora).to(device)
@@ -315,12 +338,23 @@ def train(cfg: TrainConfig) -> TrainResult:
     order_cache: dict[int, list[int]] = {}
 
     def snapshot() -> dict[str, Any]:
-        return {"step": step, "fingerprint": fingerprint, "losses": losses, "tokens_seen": tokens_seen,
-                "elapsed_s": elapsed_before + time.perf_counter() - t0, "total_steps": total_steps}
+        return {
+            "step": step,
+            "fingerprint": fingerprint,
+            "losses": losses,
+            "tokens_seen": tokens_seen,
+            "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            "total_steps": total_steps,
+        }
 
     with progress_bar("loss {task.fields[loss]}", "{task.fields[tps]} tok/s", enabled=cfg.progress) as bar:
-        task = bar.add_task("distill train", total=total_steps, completed=step,
-                            loss=f"{losses[-1]:.3f}" if losses else "-", tps="-")
+        task = bar.add_task(
+            "distill train",
+            total=total_steps,
+            completed=step,
+            loss=f"{losses[-1]:.3f}" if losses else "-",
+            tps="-",
+        )
         while step < total_steps:
             micro = range(step * cfg.grad_accum, min((step + 1) * cfg.grad_accum, total_micro))
             batch = [examples[example_at(i, n, cfg.seed, order_cache)] for i in micro]

@@ -168,7 +168,9 @@ class Gateway:
             try:
                 result = task.result()
             except TraceStoreError as exc:
-                raise APIError(503, f"the trace store refused the run: {exc}", code="trace_store_unavailable") from None
+                raise APIError(
+                    503, f"the trace store refused the run: {exc}", code="trace_store_unavailable"
+                ) from None
             except ValueError as exc:
                 raise APIError(400, str(exc), code="invalid_request") from None
             return self._finished(plan, result, t0)
@@ -194,14 +196,21 @@ class Gateway:
                 try:
                     result = task.result()
                 except Exception as exc:  # noqa: BLE001 -- the status line is gone: say it in the stream
-                    yield live.fail(APIError(500, f"the run failed after streaming began: {exc}", "internal_error"))
+                    yield live.fail(
+                        APIError(500, f"the run failed after streaming began: {exc}", "internal_error")
+                    )
                     return
                 self._count(plan, result, t0)
                 if result.outcome != "resolved":  # cannot happen by Plan.streams_live's rules; never hide it
                     yield live.fail(shaping.unresolved_error(result))
                 elif result.rung != rung or not result.text.strip().startswith(live.sent):
-                    yield live.fail(APIError(500, "the streamed attempt was not the accepted one; retry without "
-                                                  "stream", "stream_mismatch"))
+                    yield live.fail(
+                        APIError(
+                            500,
+                            "the streamed attempt was not the accepted one; retry without stream",
+                            "stream_mismatch",
+                        )
+                    )
                 else:
                     yield live.finish(result)
                 return

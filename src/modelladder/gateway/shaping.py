@@ -67,7 +67,11 @@ def message_for(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
     if plan.kind == "tools" and isinstance(result.value, Answer):  # "auto": the model answered
         answer = result.value
         if not answer.free:
-            return {"role": "assistant", "content": json.dumps(answer.value, ensure_ascii=False), "refusal": None}, "stop"
+            return {
+                "role": "assistant",
+                "content": json.dumps(answer.value, ensure_ascii=False),
+                "refusal": None,
+            }, "stop"
         text, stopped = _apply_stop(answer.text, plan.stop)
         finish = "length" if accepted.finish_reason == "length" and not stopped else "stop"
         return {"role": "assistant", "content": text, "refusal": None}, finish

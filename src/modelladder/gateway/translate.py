@@ -178,7 +178,9 @@ def _json_contract(fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema) -> 
     try:
         return JsonSchema(schema, name=name)
     except ContractError as exc:
-        raise APIError(400, str(exc), "invalid_json_schema", param="response_format.json_schema.schema") from None
+        raise APIError(
+            400, str(exc), "invalid_json_schema", param="response_format.json_schema.schema"
+        ) from None
     except Exception as exc:
         raise APIError(
             400, f"response_format schema cannot be compiled: {exc}", "invalid_json_schema",

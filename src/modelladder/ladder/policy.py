@@ -24,7 +24,9 @@ def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
     names = [r.name for r in ordered]
     if policy.first_rung is not None:
         if policy.first_rung not in names:
-            raise ValueError(f"policy.first_rung {policy.first_rung!r} is not in the fleet ({', '.join(names)})")
+            raise ValueError(
+                f"policy.first_rung {policy.first_rung!r} is not in the fleet ({', '.join(names)})"
+            )
         first = ordered[names.index(policy.first_rung)]
         ordered = [first] + [r for r in ordered if r.name != first.name and r.adapter is None]
     else:
@@ -65,9 +67,17 @@ def judge(attempt: Attempt, policy: Policy, gate: GateVerdict | None = None) -> 
         return None if gate.accept else gate.reason
     conf = attempt.confidence
     if conf is not None and conf.n_value_tokens > 0:
-        if policy.min_mean_logprob is not None and conf.mean_logprob is not None and conf.mean_logprob < policy.min_mean_logprob:
+        if (
+            policy.min_mean_logprob is not None
+            and conf.mean_logprob is not None
+            and conf.mean_logprob < policy.min_mean_logprob
+        ):
             return "low_confidence:mean"
-        if policy.min_token_logprob is not None and conf.min_logprob is not None and conf.min_logprob < policy.min_token_logprob:
+        if (
+            policy.min_token_logprob is not None
+            and conf.min_logprob is not None
+            and conf.min_logprob < policy.min_token_logprob
+        ):
             return "low_confidence:min"
     return None
 
@@ -103,7 +113,9 @@ class Stop:
     reason: str  # "exhausted" | "max_attempts" | "latency_budget" | "no_eligible_rung"
 
 
-def next_action(policy: Policy, rungs: list[Rung], attempts: list[Attempt], elapsed_s: float) -> TryRung | Stop:
+def next_action(
+    policy: Policy, rungs: list[Rung], attempts: list[Attempt], elapsed_s: float
+) -> TryRung | Stop:
     """Given the (already judged) attempts so far, what the ladder does next.
 
     The caller accepts an attempt as soon as :func:`judge` passes it, so this is only asked

@@ -77,7 +77,9 @@ def validate_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(m, Mapping) or "role" not in m:
             raise ValueError(f"messages[{i}] must be a dict with a 'role' key")
         if m["role"] not in ("system", "user", "assistant", "tool", "developer"):
-            raise ValueError(f"messages[{i}].role {m['role']!r} is not one of system/user/assistant/tool/developer")
+            raise ValueError(
+                f"messages[{i}].role {m['role']!r} is not one of system/user/assistant/tool/developer"
+            )
     return [dict(m) for m in messages]
 
 
@@ -154,13 +156,22 @@ class Ladder:
         start = self._clock()
         run_id = run_id or uuid.uuid4().hex
         digest = step.contract.digest() if step.contract is not None else None
-        contract = {"kind": step.contract.kind, "spec": step.contract.spec()} if step.contract is not None else None
+        contract = (
+            {"kind": step.contract.kind, "spec": step.contract.spec()} if step.contract is not None else None
+        )
         key = step_key(step.name, digest)
         # The trace keeps the messages as the model got them (with the step's system text)
         # and the contract itself: together they are a complete training example.
-        common: dict[str, Any] = dict(run_id=run_id, step=step.name, contract_digest=digest, messages=prompt,
-                      tags=dict(tags or {}), contract=contract, step_key=key,
-                      episode_id=episode_id or derive_episode_id(messages))
+        common: dict[str, Any] = dict(
+            run_id=run_id,
+            step=step.name,
+            contract_digest=digest,
+            messages=prompt,
+            tags=dict(tags or {}),
+            contract=contract,
+            step_key=key,
+            episode_id=episode_id or derive_episode_id(messages),
+        )
         gate_versions: list[int] = []  # the calibrations that judged this run's attempts
 
         while True:
@@ -169,7 +180,9 @@ class Ladder:
                 forced = self._loop_fallback(step, prompt, attempts, base_params, pol, on_attempt, action,
                                              self._clock() - start, on_text, gate_versions)  # fmt: skip
                 if forced is not None and forced.accepted:
-                    result: Resolved | Unresolved = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
+                    result: Resolved | Unresolved = Resolved(
+                        **common, attempts=attempts, latency_s=self._clock() - start
+                    )
                     break
                 result = Unresolved(
                     **common, attempts=attempts, latency_s=self._clock() - start, reason=action.reason
@@ -229,7 +242,12 @@ class Ladder:
         contract = step.contract
         answer_only = contract.answer_only() if isinstance(contract, ToolCalls) else None
         looped = list(dict.fromkeys(a.rung for a in attempts if a.escalation_reason == LOOP_REASON))
-        if answer_only is None or stop.reason != "exhausted" or not looped or any(a.forced_answer for a in attempts):
+        if (
+            answer_only is None
+            or stop.reason != "exhausted"
+            or not looped
+            or any(a.forced_answer for a in attempts)
+        ):
             return None
         forced_step = dataclasses.replace(step, contract=answer_only)
         attempt = None

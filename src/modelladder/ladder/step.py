@@ -25,7 +25,9 @@ class Step:
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise ValueError(f"step name {self.name!r} must be non-empty and use letters, digits, '-', '_', '.'")
+            raise ValueError(
+                f"step name {self.name!r} must be non-empty and use letters, digits, '-', '_', '.'"
+            )
         if self.max_tokens <= 0:
             raise ValueError("max_tokens must be positive")
 

@@ -27,7 +27,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Certification", "METHODS", "certify", "check_levels", "clopper_pearson_upper", "p_value_above", "p_value_below"]
+__all__ = [
+    "Certification",
+    "METHODS",
+    "certify",
+    "check_levels",
+    "clopper_pearson_upper",
+    "p_value_above",
+    "p_value_below",
+]
 
 METHODS = ("fixed_sequence", "bonferroni")
 

@@ -18,7 +18,15 @@ from modelladder.learning import bound
 from modelladder.learning.dataset import Example, derive_teacher_labels, examples, half
 from modelladder.learning.model import GateModel, fit, threshold_grid
 
-__all__ = ["Calibration", "CalibrationError", "FORMAT", "MIN_LABELS", "calibrate_step", "fit_and_certify", "parse"]
+__all__ = [
+    "Calibration",
+    "CalibrationError",
+    "FORMAT",
+    "MIN_LABELS",
+    "calibrate_step",
+    "fit_and_certify",
+    "parse",
+]
 
 MIN_LABELS = 30  # below this a fit is noise: refuse, rather than store a meaningless gate
 FORMAT = 1  # the calibration body's format version
@@ -132,7 +140,9 @@ def parse(row: Any) -> Calibration:
     try:
         body = json.loads(row.body)
         if not isinstance(body, dict) or body.get("format") != FORMAT:
-            raise CalibrationError(f"unknown calibration format {body.get('format') if isinstance(body, dict) else body!r}")
+            raise CalibrationError(
+                f"unknown calibration format {body.get('format') if isinstance(body, dict) else body!r}"
+            )
         threshold = body["threshold"]
         if row.certified and not isinstance(threshold, int | float):
             raise CalibrationError("a certified calibration without a numeric threshold")
@@ -144,7 +154,9 @@ def parse(row: Any) -> Calibration:
             certification=dict(body.get("certification") or {}), created_at=row.created_at.isoformat(),
         )  # fmt: skip
     except CalibrationError as exc:
-        raise CalibrationError(f"calibration version {row.version} of step {row.step_key!r} is corrupt: {exc}") from exc
+        raise CalibrationError(
+            f"calibration version {row.version} of step {row.step_key!r} is corrupt: {exc}"
+        ) from exc
     except (ValueError, KeyError, TypeError, ModelError) as exc:
         raise CalibrationError(
             f"calibration version {row.version} of step {row.step_key!r} is corrupt: {type(exc).__name__}: {exc}"

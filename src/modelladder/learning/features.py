@@ -18,7 +18,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Encoder", "MISSING_LOGPROB", "NUMERIC", "Row", "SIGNALS", "from_attempt", "from_fields", "from_stored"]
+__all__ = [
+    "Encoder",
+    "MISSING_LOGPROB",
+    "NUMERIC",
+    "Row",
+    "SIGNALS",
+    "from_attempt",
+    "from_fields",
+    "from_stored",
+]
 
 NUMERIC = (
     "mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "first_logprob",

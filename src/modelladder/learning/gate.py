@@ -43,7 +43,12 @@ class StoreGate:
     """Per-step calibrated gates read from a trace store (``store``: a ``TraceStore``)."""
 
     def __init__(
-        self, store: Any, *, poll_s: float = 2.0, drift_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Any,
+        *,
+        poll_s: float = 2.0,
+        drift_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.poll_s = poll_s
@@ -86,7 +91,9 @@ class StoreGate:
                 if msg not in self.errors:
                     self.errors.append(msg)
                     log.error("%s; the step keeps its previous calibration", msg)
-        changed = [k for k, c in active.items() if k not in self._active or self._active[k].version != c.version]
+        changed = [
+            k for k, c in active.items() if k not in self._active or self._active[k].version != c.version
+        ]
         for k in changed:
             c = active[k]
             log.info("gate for step %s: calibration version %d (%s)", k, c.version,

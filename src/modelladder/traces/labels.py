@@ -127,9 +127,7 @@ class LabelsMixin:
         stamp = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
         with self._write() as conn:
             if run_id is not None:
-                found = conn.execute(
-                    "SELECT episode_id FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
+                found = conn.execute("SELECT episode_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
                 if found is None:
                     raise UnknownRunError(f"no run with id {run_id!r} in the trace store {self.path}")
                 episode_id = episode_id or found["episode_id"]
@@ -165,7 +163,8 @@ class LabelsMixin:
         """The run ids of one step key, oldest first (what a calibration reads)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT run_id FROM runs WHERE COALESCE(step_key, step) = ? ORDER BY created_at, rowid", (key,)
+                "SELECT run_id FROM runs WHERE COALESCE(step_key, step) = ? ORDER BY created_at, rowid",
+                (key,),
             ).fetchall()
         yield from (r[0] for r in rows)
 

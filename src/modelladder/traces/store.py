@@ -344,7 +344,9 @@ class TraceStore(LabelsMixin):
             a.error_detail or None,
             a.escalation_reason,
             int(bool(a.accepted)),
-            _dumps(c.signals(), f"attempt {a.index} signals", run_id) if c is not None and c.signals() else None,
+            _dumps(c.signals(), f"attempt {a.index} signals", run_id)
+            if c is not None and c.signals()
+            else None,
             a.decision,
         )
 

@@ -24,7 +24,14 @@ from typing import Any
 
 from modelladder.bench.bfcl.schema import to_openai_tool
 
-__all__ = ["ADDED_FUNCTIONS_PROMPT", "AgentItem", "CATEGORIES", "check_category", "class_docs", "load_agent_items"]
+__all__ = [
+    "ADDED_FUNCTIONS_PROMPT",
+    "AgentItem",
+    "CATEGORIES",
+    "check_category",
+    "class_docs",
+    "load_agent_items",
+]
 
 CATEGORIES: tuple[str, ...] = (
     "multi_turn_base",
@@ -103,7 +110,10 @@ def load_agent_items(category: str, limit: int | None = None) -> list[AgentItem]
     questions = [json.loads(x) for x in _lines(f"BFCL_v4_{category}.json")]
     if limit is not None:
         questions = questions[: max(limit, 0)]
-    gold = {g["id"]: g["ground_truth"] for g in map(json.loads, _lines(f"possible_answer/BFCL_v4_{category}.json"))}
+    gold = {
+        g["id"]: g["ground_truth"]
+        for g in map(json.loads, _lines(f"possible_answer/BFCL_v4_{category}.json"))
+    }
     items = []
     for q in questions:
         if q["id"] not in gold:

@@ -28,7 +28,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CallParseError", "CallResult", "DEFAULT_OUTPUT_LIMIT", "DEFAULT_TIME_LIMIT_S", "FORBIDDEN", "ParsedCall", "ToolEnv", "format_output", "parse_call", "render_call"]
+__all__ = [
+    "CallParseError",
+    "CallResult",
+    "DEFAULT_OUTPUT_LIMIT",
+    "DEFAULT_TIME_LIMIT_S",
+    "FORBIDDEN",
+    "ParsedCall",
+    "ToolEnv",
+    "format_output",
+    "parse_call",
+    "render_call",
+]
 
 # Names BFCL's executor refuses to run, refused the same way here.
 FORBIDDEN = ("kill", "exit", "quit", "remove", "unlink", "popen", "Popen", "run")
@@ -174,17 +185,23 @@ class ToolEnv:
         for name in entry["involved_classes"]:
             inst = getattr(importlib.import_module(CLASS_FILE_PATH_MAPPING[name]), name)()
             if name not in STATELESS_CLASSES:
-                inst._load_scenario(copy.deepcopy(entry["initial_config"].get(name, {})), long_context=long_context)
+                inst._load_scenario(
+                    copy.deepcopy(entry["initial_config"].get(name, {})), long_context=long_context
+                )
             instances[name] = inst
         return cls(instances, **limits)
 
     def copy(self) -> ToolEnv:
         """An independent copy (the state before a call, to try another call on)."""
-        return ToolEnv(copy.deepcopy(self.instances), time_limit_s=self.time_limit_s, output_limit=self.output_limit)
+        return ToolEnv(
+            copy.deepcopy(self.instances), time_limit_s=self.time_limit_s, output_limit=self.output_limit
+        )
 
     def state(self) -> dict[str, dict[str, Any]]:
         """Every public attribute of every instance: what BFCL's state checker compares."""
-        return {c: {k: v for k, v in vars(i).items() if not k.startswith("_")} for c, i in self.instances.items()}
+        return {
+            c: {k: v for k, v in vars(i).items() if not k.startswith("_")} for c, i in self.instances.items()
+        }
 
     def normalised(self, call: ParsedCall) -> tuple[str, dict[str, Any]] | None:
         """The call bound to its method's signature, defaults filled in, tuples as lists: two
@@ -207,13 +224,21 @@ class ToolEnv:
         except CallParseError as exc:
             return CallResult(text, f"Error during execution: {exc}", "parse_error")
         if call.name in FORBIDDEN:
-            return CallResult(text, f"Error during execution: Function call {call.name} is not allowed.", "forbidden")
+            return CallResult(
+                text, f"Error during execution: Function call {call.name} is not allowed.", "forbidden"
+            )
         method = self._methods.get(call.name)
         if method is None:
-            return CallResult(text, f"Error during execution: name '{call.name}' is not defined", "unknown_function")
+            return CallResult(
+                text, f"Error during execution: name '{call.name}' is not defined", "unknown_function"
+            )
         sink = _CappedSink(self.output_limit)
         try:
-            with _time_limit(self.time_limit_s), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            with (
+                _time_limit(self.time_limit_s),
+                contextlib.redirect_stdout(sink),
+                contextlib.redirect_stderr(sink),
+            ):
                 value = method(*call.args, **call.kwargs)
             output = format_output(value)
         except _Timeout:
@@ -225,5 +250,7 @@ class ToolEnv:
         if len(output) > self.output_limit or sink.size > self.output_limit:
             size = max(len(output), sink.size)
             cut = output[: self.output_limit]
-            return CallResult(text, cut + f"... [cut off: {size} characters > {self.output_limit}]", "output_limit")
+            return CallResult(
+                text, cut + f"... [cut off: {size} characters > {self.output_limit}]", "output_limit"
+            )
         return CallResult(text, output)

@@ -32,7 +32,9 @@ def gold_arguments(env: ToolEnv, call: str) -> tuple[str, dict[str, Any]]:
     return name, {k: v for k, v in full.items() if k in given}
 
 
-def call_messages(calls: Sequence[tuple[str, dict[str, Any]]], results: Sequence[CallResult], tag: str) -> list[dict[str, Any]]:
+def call_messages(
+    calls: Sequence[tuple[str, dict[str, Any]]], results: Sequence[CallResult], tag: str
+) -> list[dict[str, Any]]:
     """One assistant message with ``tool_calls`` and one ``tool`` message per call."""
     ids = [f"call_{tag}_{i}" for i in range(len(calls))]
     msgs: list[dict[str, Any]] = [
@@ -45,7 +47,9 @@ def call_messages(calls: Sequence[tuple[str, dict[str, Any]]], results: Sequence
             ],
         }
     ]
-    msgs += [{"role": "tool", "tool_call_id": i, "content": r.output} for i, r in zip(ids, results, strict=True)]
+    msgs += [
+        {"role": "tool", "tool_call_id": i, "content": r.output} for i, r in zip(ids, results, strict=True)
+    ]
     return msgs
 
 

@@ -93,7 +93,9 @@ def run_loop(item: AgentItem, ask: Ask, *, step_limit: int = DEFAULT_STEP_LIMIT,
             rec["call_errors"] = [r.error for r in results]
             steps.append(strings)
             made += strings
-            messages += call_messages([(c["name"], c.get("arguments") or {}) for c in calls], results, f"t{t}h{h}")
+            messages += call_messages(
+                [(c["name"], c.get("arguments") or {}) for c in calls], results, f"t{t}h{h}"
+            )
         out.trajectory.append(steps)
         if out.force_terminated:
             break
@@ -122,7 +124,9 @@ def official_check(item: AgentItem, trajectory: list[list[list[str]]]) -> dict[s
                 parse_call(call)  # raises CallParseError: never reaches eval
     name = f"modelladder_{uuid.uuid4().hex[:12]}"
     try:
-        res = multi_turn_checker(copy.deepcopy(trajectory), item.gold, copy.deepcopy(item.entry), item.category, name)
+        res = multi_turn_checker(
+            copy.deepcopy(trajectory), item.gold, copy.deepcopy(item.entry), item.category, name
+        )
     finally:
         prefix = re.sub(r"[-./:]", "_", name)
         for key in [k for k in vars(multi_turn_utils) if k.startswith(prefix)]:

@@ -20,7 +20,14 @@ from modelladder.bench.report.svg import esc as _e
 from modelladder.bench.report.svg import pct as _pct
 from modelladder.bench.report.svg import svg as _svg
 
-__all__ = ["compare_summaries", "latency_samples", "plot_agent_cost", "plot_curve", "render_agent_report", "write_agent_report"]
+__all__ = [
+    "compare_summaries",
+    "latency_samples",
+    "plot_agent_cost",
+    "plot_curve",
+    "render_agent_report",
+    "write_agent_report",
+]
 
 
 def _point(summary: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -53,16 +60,24 @@ def plot_agent_cost(summary: Mapping[str, Any], others: Sequence[Mapping[str, An
     loops = summary.get("suite") == "loops"
     pts = [p for p in map(_point, [summary, *others]) if p is not None]
     svg = plot_cost_quality({"rungs": pts, "ladder": []})
-    unit, what = ("workflows", "task success (official checker)") if loops else ("steps", "step accuracy (execution)")
+    unit, what = (
+        ("workflows", "task success (official checker)") if loops else ("steps", "step accuracy (execution)")
+    )
     return (svg.replace("Accuracy against cost per 1,000 steps", f"{what} against cost per 1,000 {unit}")
             .replace("cost per 1,000 steps (USD)", f"cost per 1,000 {unit} (USD)")
             .replace("accuracy (AST)", what))  # fmt: skip
 
 
-def latency_samples(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+def latency_samples(
+    summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> dict[str, list[float]]:
     if summary.get("suite") == "loops":
-        return {"per workflow": [float(r.get("latency_s") or 0.0) for r in records],
-                "per hop": [float(h.get("latency_s") or 0.0) for r in records for h in r.get("hop_records") or []]}
+        return {
+            "per workflow": [float(r.get("latency_s") or 0.0) for r in records],
+            "per hop": [
+                float(h.get("latency_s") or 0.0) for r in records for h in r.get("hop_records") or []
+            ],
+        }
     by: dict[str, list[float]] = {}
     for r in records:
         for a in r.get("attempts") or []:
@@ -91,15 +106,34 @@ def plot_curve(online: Mapping[str, Any] | None) -> str:
 
 def _table(summary: Mapping[str, Any]) -> str:
     loops = summary.get("suite") == "loops"
-    cols = (("n", "n", str), ("task_success", "task success", _pct), ("hops_mean", "hops", lambda v: f"{v:.1f}"),
-            ("p50_latency_s", "p50 s", lambda v: f"{v:.2f}"), ("edge_hop_share", "edge hops", _pct),
-            ("cost_per_1k_workflows_usd", "$/1k workflows", lambda v: f"{v:.4f}")) if loops else (
-            ("n", "n", str), ("accuracy", "exec acc", _pct), ("exact_accuracy", "exact", _pct),
-            ("name_accuracy", "name", _pct), ("end_of_turn_accuracy", "end of turn", _pct),
-            ("edge_share", "edge", _pct), ("accepted_wrong_rate", "accepted wrong", _pct),
-            ("prefix_reuse", "prefix reuse", _pct), ("cost_per_1k_steps_usd", "$/1k steps", lambda v: f"{v:.4f}"))
+    cols = (
+        (
+            ("n", "n", str),
+            ("task_success", "task success", _pct),
+            ("hops_mean", "hops", lambda v: f"{v:.1f}"),
+            ("p50_latency_s", "p50 s", lambda v: f"{v:.2f}"),
+            ("edge_hop_share", "edge hops", _pct),
+            ("cost_per_1k_workflows_usd", "$/1k workflows", lambda v: f"{v:.4f}"),
+        )
+        if loops
+        else (
+            ("n", "n", str),
+            ("accuracy", "exec acc", _pct),
+            ("exact_accuracy", "exact", _pct),
+            ("name_accuracy", "name", _pct),
+            ("end_of_turn_accuracy", "end of turn", _pct),
+            ("edge_share", "edge", _pct),
+            ("accepted_wrong_rate", "accepted wrong", _pct),
+            ("prefix_reuse", "prefix reuse", _pct),
+            ("cost_per_1k_steps_usd", "$/1k steps", lambda v: f"{v:.4f}"),
+        )
+    )
     rows = [*(summary.get("categories") or {}).items(), ("overall", summary.get("overall") or {})]
-    out = ["<table><thead><tr><th>category</th>" + "".join(f"<th>{_e(h)}</th>" for _, h, _ in cols) + "</tr></thead><tbody>"]
+    out = [
+        "<table><thead><tr><th>category</th>"
+        + "".join(f"<th>{_e(h)}</th>" for _, h, _ in cols)
+        + "</tr></thead><tbody>"
+    ]
     for name, f in rows:
         cells = "".join(f"<td>{_e('-' if f.get(k) is None else fmt(f[k]))}</td>" for k, _, fmt in cols)
         out.append(f'<tr class="{"overall" if name == "overall" else ""}"><td>{_e(name)}</td>{cells}</tr>')
@@ -114,7 +148,8 @@ def render_agent_report(summary: Mapping[str, Any], records: Sequence[Mapping[st
                         others: Sequence[Mapping[str, Any]] = ()) -> str:  # fmt: skip
     labels = summary.get("labels") or {}
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>modelladder bench agent: {_e(summary.get('run'))}</title><style>{asset('report.css')}</style></head><body>",
         f"<h1>BFCL v4 multi-turn ({_e(summary.get('suite'))}): <code>{_e(summary.get('mode'))}</code></h1>",
         f"<p>Run <code>{_e(summary.get('run'))}</code>, {_e(summary.get('generated'))}; categories "

@@ -39,7 +39,17 @@ from modelladder.bench.results import RESULTS, RUN_FILE, ResultsWriter, attempt_
 from modelladder.bench.sweep import single_rung_policy
 from modelladder.ladder import Ladder, Resolved, Step, Unresolved
 
-__all__ = ["AgentConfig", "AgentOutcome", "AgentRunner", "STEP_NAME", "SUITES", "parse_agent_categories", "run_agent", "select_items", "validate"]
+__all__ = [
+    "AgentConfig",
+    "AgentOutcome",
+    "AgentRunner",
+    "STEP_NAME",
+    "SUITES",
+    "parse_agent_categories",
+    "run_agent",
+    "select_items",
+    "validate",
+]
 
 SUITES = ("steps", "loops")
 STEP_NAME = "bfcl_agent"
@@ -98,7 +108,9 @@ def validate(cfg: AgentConfig) -> None:
     if cfg.limit is not None and cfg.limit <= 0:
         raise BenchInputError(f"--limit must be a positive number of items per category, not {cfg.limit}")
     if cfg.step_limit <= 0:
-        raise BenchInputError(f"--step-limit must be a positive number of hops per turn, not {cfg.step_limit}")
+        raise BenchInputError(
+            f"--step-limit must be a positive number of hops per turn, not {cfg.step_limit}"
+        )
     if cfg.update_every <= 0:
         raise BenchInputError(f"--update-every must be a positive number of steps, not {cfg.update_every}")
     cfg.categories = parse_agent_categories(cfg.categories)
@@ -112,7 +124,9 @@ class AgentRunner:
                  traces: Any, run_name: str):  # fmt: skip
         self.cfg = cfg
         self.kind, rung = parse_mode(cfg.mode)
-        self.policy = prepared.policy if self.kind == "ladder" else single_rung_policy(prepared.policy, rung or "")
+        self.policy = (
+            prepared.policy if self.kind == "ladder" else single_rung_policy(prepared.policy, rung or "")
+        )
         given = dict(backends or {})
         self.oracles: list[AgentReference] = []
         for r in prepared.fleet.rungs:
@@ -227,7 +241,9 @@ def _run_file(cfg: AgentConfig, prepared: PreparedFleet) -> dict[str, Any]:
         try:
             run = json.loads(path.read_text())
         except ValueError as exc:
-            raise BenchInputError(f"{path} is not valid JSON ({exc}); delete it or use another --out") from exc
+            raise BenchInputError(
+                f"{path} is not valid JSON ({exc}); delete it or use another --out"
+            ) from exc
         for k, v in wanted.items():
             if run.get(k) != v:
                 raise BenchInputError(f"--out {cfg.out_dir} holds a run with {k}={run.get(k)!r}, not {v!r}; "
@@ -315,4 +331,3 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
     (cfg.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     write_agent_report(cfg.out_dir / REPORT, summary, records, cfg.compare)
     return AgentOutcome(cfg.out_dir, summary, records, ran, skipped)
-

@@ -76,7 +76,9 @@ def _call_string(call: dict[str, Any]) -> str:
     return render_call(call["name"], call.get("arguments") or {})
 
 
-def score_step(case: StepCase, calls: Sequence[dict[str, Any]] | None, why: str | None = None) -> dict[str, Any]:
+def score_step(
+    case: StepCase, calls: Sequence[dict[str, Any]] | None, why: str | None = None
+) -> dict[str, Any]:
     """Score a prediction (the contract's value: ``[{"name", "arguments"}]``, ``[]`` for a
     decline, ``None`` for no accepted answer, with ``why``)."""
     out: dict[str, Any] = {"pred": None, "name_ok": False, "exact_ok": False, "exec_ok": False}
@@ -86,7 +88,13 @@ def score_step(case: StepCase, calls: Sequence[dict[str, Any]] | None, why: str 
     out["pred"] = preds
     if case.gold is None:
         ok = not preds
-        return {**out, "name_ok": ok, "exact_ok": ok, "exec_ok": ok, "reason": None if ok else "called_at_end_of_turn"}
+        return {
+            **out,
+            "name_ok": ok,
+            "exact_ok": ok,
+            "exec_ok": ok,
+            "reason": None if ok else "called_at_end_of_turn",
+        }
     if not preds:
         return {**out, "reason": "declined"}
     if len(preds) > 1:
@@ -98,7 +106,9 @@ def score_step(case: StepCase, calls: Sequence[dict[str, Any]] | None, why: str 
     out["name_ok"] = mine.name == gold.name
     norm = case.env.normalised(mine)
     out["exact_ok"] = norm is not None and norm == case.env.normalised(gold)
-    out["later_gold"] = norm is not None and any(norm == case.env.normalised(parse_call(g)) for g in case.later)
+    out["later_gold"] = norm is not None and any(
+        norm == case.env.normalised(parse_call(g)) for g in case.later
+    )
     trial, ref = case.env.copy(), case.env.copy()
     got, want = trial.run(preds[0]), ref.run(case.gold)
     same_out, same_state = got.output == want.output, trial.state() == ref.state()

@@ -113,6 +113,15 @@ def test_answered_calls_by_id_and_without() -> None:
     assert answered_calls(_history({"city": "Paris"})[:2]) == set()  # called, not yet answered
 
 
+def test_a_new_user_turn_may_repeat_a_call() -> None:
+    """BFCL multi-turn: ``cd(folder='temp')`` again in a later turn is a request, not a loop."""
+    call = [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    again = [*_history({"city": "Paris"}), {"role": "assistant", "content": "Sunny."},
+             {"role": "user", "content": "And now?"}]  # fmt: skip
+    assert repeated_calls(call, again) == []
+    assert repeated_calls(call, [*again, *_history({"city": "Paris"})[1:]]) == ["get_weather"]
+
+
 def test_judge_puts_the_loop_after_the_contract_and_skips_the_gate_for_text() -> None:
     pol = Policy(min_mean_logprob=-0.1)
     looped = Attempt(0, "tiny", "edge", verdict=TEXT.validate(CALL), repeated_call=True)

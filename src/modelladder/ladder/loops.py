@@ -8,6 +8,10 @@ message answering it) can add nothing, so the ladder treats such an output as a 
 attempt (``loop:repeated_call``): the next rung tries, and on the last rung the step is
 asked for its answer instead (see :meth:`modelladder.contracts.ToolCalls.answer_only`).
 
+Only calls answered since the latest ``role: user`` message count: a new user turn may ask
+for the same call again (the weather "now", or ``cd(folder='temp')`` again after the user had
+the agent leave that folder, as BFCL's multi-turn items do), and that is a request, not a loop.
+
 Pure functions of the messages and the parsed calls: no model, no I/O.
 """
 
@@ -33,13 +37,15 @@ def _key(name: Any, arguments: Any) -> str:
 def answered_calls(messages: Sequence[dict[str, Any]]) -> set[str]:
     """Keys of the calls in assistant ``tool_calls`` that a later ``role: tool`` message
     answers (by ``tool_call_id``; a tool message without one answers every call of the
-    assistant turn before it, as some clients send them)."""
+    assistant turn before it, as some clients send them), since the latest user message."""
     pending: dict[str, str] = {}  # tool_call_id -> key
     last_turn: list[str] = []
     answered: set[str] = set()
     for m in messages:
         role = m.get("role")
-        if role == "assistant":
+        if role == "user":  # a new request: what was answered before it is not a loop
+            pending, last_turn, answered = {}, [], set()
+        elif role == "assistant":
             last_turn = []
             for i, tc in enumerate(m.get("tool_calls") or []):
                 fn = (tc or {}).get("function") or {}

@@ -42,6 +42,7 @@ def _collect_the_frameworks_leftovers() -> Iterator[None]:
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
 
+
 # Kept small on purpose: on a shared 2-core machine a hop on the bundled models takes seconds.
 PROMPTS = [
     ("What's the weather in Paris?", "22"),

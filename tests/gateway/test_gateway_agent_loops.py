@@ -31,12 +31,12 @@ ANSWER_SCHEMA = {
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     store = TraceStore(tmp_path_factory.mktemp("loops") / "traces.sqlite")
     backends = {"tiny": scripted("tiny"), "small": scripted("small")}
-    with gateway(scripted_fleet("tiny", "small"), store, backends) as srv:
-        with (
-            OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0) as client,
-            httpx.Client(base_url=srv.base_url) as http,
-        ):
-            yield {"store": store, "client": client, "http": http}
+    with (
+        gateway(scripted_fleet("tiny", "small"), store, backends) as srv,
+        OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0) as client,
+        httpx.Client(base_url=srv.base_url) as http,
+    ):
+        yield {"store": store, "client": client, "http": http}
     store.close()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelladder.cli._common import fail
-from modelladder.cli.bench_cmd import _probe, bench
+from modelladder.cli.bench_cmd import _probe, bench, output_options
 
 __all__ = ["agent"]
 
@@ -55,20 +55,7 @@ __all__ = ["agent"]
     type=click.Path(path_type=Path, file_okay=False),
     help="Other `bench agent` output directories to plot next to this run in report.html.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Output directory (results.jsonl, summary.json, report.html). The same one resumes.",
-)
-@click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@output_options
 def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
           out_dir: Path, db: Path | None, no_progress: bool) -> None:  # fmt: skip

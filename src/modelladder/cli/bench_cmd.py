@@ -4,6 +4,7 @@ Leaderboard (v4, single-turn categories) through one rung or the ladder."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,6 +13,16 @@ from modelladder.cli._common import fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 
 __all__ = ["bench", "bfcl"]
+
+
+def output_options(f: Any) -> Any:
+    """``--out``, ``--db`` and ``--no-progress``: the same for every benchmark command."""
+    f = click.option("--no-progress", is_flag=True, help="No progress bar.")(f)
+    f = click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).")(f)  # fmt: skip
+    return click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+                        help="Output directory (results.jsonl, summary.json, report.html). "
+                        "Rerunning with the same one resumes.")(f)  # fmt: skip
 
 
 @main.group("bench")
@@ -56,19 +67,7 @@ def bench() -> None:
     show_default=True,
     help="With --sweep-gate: the accuracy to reach, as a share of the top rung's.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Output directory (results.jsonl, summary.json, report.html). Rerunning with the same one resumes.",
-)
-@click.option(
-    "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).",
-)
+@output_options
 @click.option(
     "--reuse",
     "reuse",
@@ -77,7 +76,6 @@ def bench() -> None:
     help="With --sweep-gate: take the generations of identically configured rungs from an earlier "
     "--out directory (a `rung:<name>` run or another sweep) instead of generating them again.",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
 def bfcl(
     categories: tuple[str, ...],
     limit: int | None,

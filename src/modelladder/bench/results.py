@@ -21,7 +21,7 @@ from modelladder.fleet import Rung
 from modelladder.ladder import Attempt, Resolved, Unresolved
 
 __all__ = [
-    "RESULTS", "RUN_FILE", "ResultsWriter", "TEXT_CAP", "attempt_record", "base_record", "error_record",
+    "RESULTS", "RUN_FILE", "ResultsWriter", "open_run", "TEXT_CAP", "attempt_record", "base_record", "error_record",
     "load_reusable", "read_results", "result_record", "score_result",
 ]  # fmt: skip
 
@@ -225,3 +225,25 @@ def error_record(item: BfclItem, mode: str, exc: BaseException) -> dict[str, Any
         }
     )
     return rec
+
+
+def open_run(out_dir: Path, wanted: Mapping[str, Any], new_run: Mapping[str, Any]) -> dict[str, Any]:
+    """Create or check ``run.json``: a resumed run must have the same ``wanted`` settings (a
+    different one needs another ``--out``); a new run writes ``new_run`` (which includes them)."""
+    path = out_dir / RUN_FILE
+    if path.exists():
+        try:
+            run = json.loads(path.read_text())
+        except ValueError as exc:
+            raise BenchInputError(
+                f"{path} is not valid JSON ({exc}); delete it or use another --out"
+            ) from exc
+        for k, v in wanted.items():
+            if run.get(k) != v:
+                raise BenchInputError(
+                    f"--out {out_dir} holds a run with {k}={run.get(k)!r}, not {v!r}; "
+                    "use another --out (or delete that directory) to start a different run"
+                )
+        return run
+    path.write_text(json.dumps(dict(new_run), indent=2) + "\n")
+    return dict(new_run)

@@ -56,12 +56,12 @@ from modelladder.bench.config import (
 )
 from modelladder.bench.results import (
     RESULTS,
-    RUN_FILE,
     ResultsWriter,
     attempt_record,
     base_record,
     error_record,
     load_reusable,
+    open_run,
     read_results,
     result_record,
     score_result,
@@ -316,34 +316,16 @@ def _bfcl_version() -> str | None:
 
 def _run_file(out_dir: Path, cfg: BenchConfig, prepared: PreparedFleet) -> dict[str, Any]:
     """Create or check ``run.json``: a resumed run must use the same mode and fleet."""
-    path = out_dir / RUN_FILE
-    digest = fleet_digest(prepared)
-    wanted = {"mode": cfg.mode, "sweep_gate": bool(cfg.sweep_gate), "fleet_digest": digest}
-    if path.exists():
-        try:
-            run = json.loads(path.read_text())
-        except ValueError as exc:
-            raise BenchInputError(
-                f"{path} is not valid JSON ({exc}); delete it or use another --out"
-            ) from exc
-        for k, v in wanted.items():
-            if run.get(k) != v:
-                raise BenchInputError(
-                    f"--out {out_dir} holds a run with {k}={run.get(k)!r}, not {v!r}; "
-                    "use another --out (or delete that directory) to start a different run"
-                )
-        return run
+    wanted = {"mode": cfg.mode, "sweep_gate": bool(cfg.sweep_gate), "fleet_digest": fleet_digest(prepared)}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run = {
+    return open_run(out_dir, wanted, {
         "name": f"bfcl-{out_dir.resolve().name}-{stamp}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **wanted,
         "fleet_source": prepared.fleet.source,
         "rungs": [asdict(r) for r in prepared.fleet.rungs],
         "policy": asdict(prepared.policy),
-    }
-    path.write_text(json.dumps(run, indent=2) + "\n")
-    return run
+    })  # fmt: skip
 
 
 def select_items(categories: Sequence[str], limit: int | None) -> list[BfclItem]:

@@ -35,7 +35,7 @@ from modelladder.bench.config import (
     parse_mode,
     prepare_fleet,
 )
-from modelladder.bench.results import RESULTS, RUN_FILE, ResultsWriter, attempt_record, read_results
+from modelladder.bench.results import RESULTS, ResultsWriter, attempt_record, open_run, read_results
 from modelladder.bench.sweep import single_rung_policy
 from modelladder.ladder import Ladder, Resolved, Step, Unresolved
 
@@ -234,26 +234,11 @@ def select_items(cfg: AgentConfig) -> list[AgentItem]:
 
 def _run_file(cfg: AgentConfig, prepared: PreparedFleet) -> dict[str, Any]:
     """Create or check ``run.json``: a resumed run must have the same configuration."""
-    path = cfg.out_dir / RUN_FILE
     wanted = {"bench": "agent", "suite": cfg.suite, "mode": cfg.mode, "fleet_digest": fleet_digest(prepared),
               "step_limit": cfg.step_limit, "online": cfg.online, "seed": cfg.seed}  # fmt: skip
-    if path.exists():
-        try:
-            run = json.loads(path.read_text())
-        except ValueError as exc:
-            raise BenchInputError(
-                f"{path} is not valid JSON ({exc}); delete it or use another --out"
-            ) from exc
-        for k, v in wanted.items():
-            if run.get(k) != v:
-                raise BenchInputError(f"--out {cfg.out_dir} holds a run with {k}={run.get(k)!r}, not {v!r}; "
-                                      "use another --out to start a different run")  # fmt: skip
-        return run
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run = {"name": f"agent-{cfg.out_dir.resolve().name}-{stamp}", **wanted,
-           "rungs": [asdict(r) for r in prepared.fleet.rungs], "policy": asdict(prepared.policy)}  # fmt: skip
-    path.write_text(json.dumps(run, indent=2) + "\n")
-    return run
+    return open_run(cfg.out_dir, wanted, {"name": f"agent-{cfg.out_dir.resolve().name}-{stamp}", **wanted,
+                    "rungs": [asdict(r) for r in prepared.fleet.rungs], "policy": asdict(prepared.policy)})  # fmt: skip
 
 
 def _open_store(cfg: AgentConfig) -> Any:

@@ -261,6 +261,18 @@ def test_traces_are_tagged_with_the_run(tmp_path):
     assert len(runs) == len(out.records) > 0
 
 
+def test_offline_order_groups_items_by_tool_list(tmp_path):
+    """Items sharing a tool list run back to back (their ~4.3k-token prefix is reused), every
+    item exactly once, and the order is the same on a rerun (resume depends on it)."""
+    cfg = _cfg(tmp_path, limit=40, categories=["multi_turn_base"])
+    items = select_items(cfg)
+    keys = [tuple(t["function"]["name"] for t in it.tools_at(0)) for it in items]
+    changes = sum(1 for a, b in zip(keys, keys[1:], strict=False) if a != b)
+    assert changes == len(set(keys)) - 1 < len(items) - 1
+    assert sorted(it.id for it in items) == sorted(it.id for it in load_agent_items("multi_turn_base", 40))
+    assert [it.id for it in items] == [it.id for it in select_items(cfg)]
+
+
 def test_online_order_is_fixed_and_never_uses_later_records(tmp_path):
     cfg = _cfg(tmp_path, online=True, limit=5, seed=3)
     order = [it.id for it in select_items(cfg)]

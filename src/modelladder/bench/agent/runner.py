@@ -7,7 +7,8 @@ the results file and its resume (:mod:`..results`), attempt records, trace recor
 suite: id ``<item>#t<turn>k<k>``) or per workflow (loops suite: the item id), flushed as soon
 as it is scored; a rerun with the same ``--out`` skips what is there. The steps of one item
 run in order, one item after another, so each step's prompt extends the previous one's and the
-llama.cpp backend evaluates only the new tokens (the ~5k-token tool list once per item).
+llama.cpp backend evaluates only the new tokens; items with the same tools run one after another
+(:func:`group_by_tools`), so the ~4.3k-token tool list is evaluated once per tool list.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "SUITES",
     "parse_agent_categories",
     "run_agent",
+    "group_by_tools",
     "select_items",
     "validate",
 ]
@@ -221,15 +223,30 @@ def _attempt_fields(res: Resolved | Unresolved, *, ladder: bool) -> dict[str, An
 
 
 def select_items(cfg: AgentConfig) -> list[AgentItem]:
-    """Items of every category, interleaved (item 0 of each, then item 1...), so a stopped run
-    holds a balanced sample; ``--online`` shuffles them once with a fixed seed, as traffic."""
+    """Items of every category, interleaved (item 0 of each, then item 1...); ``--online``
+    shuffles them once with a fixed seed, as traffic.
+
+    Offline, items are then grouped by their opening tool list (stable: groups in order of first
+    appearance, items in their order within a group). 200 items of a category draw only 20
+    distinct tool lists, and the system text with the tools (~4.3k tokens) is the prompt's
+    prefix, so consecutive items of one group reuse it from the KV cache: the tool list is
+    evaluated once per group instead of once per item. Online keeps the traffic order."""
     per_cat = [load_agent_items(c, cfg.limit) for c in cfg.categories]
     items = [x[i] for i in range(max(map(len, per_cat), default=0)) for x in per_cat if i < len(x)]
     if cfg.online:
         import random
 
         random.Random(cfg.seed).shuffle(items)
-    return items
+        return items
+    return group_by_tools(items)
+
+
+def group_by_tools(items: Sequence[AgentItem]) -> list[AgentItem]:
+    """Stable grouping by the names of the tools visible at turn 0 (see :func:`select_items`)."""
+    groups: dict[tuple[str, ...], list[AgentItem]] = {}
+    for it in items:
+        groups.setdefault(tuple(t["function"]["name"] for t in it.tools_at(0)), []).append(it)
+    return [it for g in groups.values() for it in g]
 
 
 def _run_file(cfg: AgentConfig, prepared: PreparedFleet) -> dict[str, Any]:

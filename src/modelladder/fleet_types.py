@@ -35,6 +35,15 @@ class Policy:
     ``shadow_rate``: the share of accepted edge answers that are also asked of the next
     eligible rung in the background, the agreement recorded as a ``teacher`` label (0: off).
     Never off the edge for ``edge_only`` steps, never delaying the caller.
+
+    What an edge rung sees (applied by the ladder's ``shaper``, :mod:`modelladder.learning`;
+    higher rungs always get the step as sent): ``examples_k`` retrieved verified answers of
+    the step as prior turns (0: none), none farther than ``examples_max_distance``;
+    ``max_tools``: a tool step offering more tools shows the edge rung only the most relevant
+    ones plus every tool already called; ``history_budget_tokens``: older tool outputs beyond
+    this budget are shortened. ``memo``: a ``memo`` rung may answer an input seen before with
+    its verified answer; ``side_effects``: the step's tools change the world, so no memo (an
+    identical input may still need the call made again).
     """
 
     min_mean_logprob: float | None = None
@@ -46,10 +55,27 @@ class Policy:
     first_rung: str | None = None
     accept_truncated: bool = False
     shadow_rate: float = 0.0
+    examples_k: int = 0
+    examples_max_distance: float | None = None
+    max_tools: int | None = None
+    history_budget_tokens: int | None = None
+    memo: bool = True
+    side_effects: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shadow_rate <= 1.0:
             raise ValueError(f"shadow_rate must be within [0, 1], not {self.shadow_rate!r}")
+        if not isinstance(self.examples_k, int) or self.examples_k < 0:
+            raise ValueError(f"examples_k must be a whole number >= 0, not {self.examples_k!r}")
+        for name in ("max_tools", "history_budget_tokens"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a whole number >= 1 (or unset), not {v!r}")
+
+    @property
+    def shapes_edge(self) -> bool:
+        """Whether anything changes what an edge rung sees."""
+        return bool(self.examples_k or self.max_tools or self.history_budget_tokens)
 
     def merged(self, **overrides: Any) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -39,6 +39,7 @@ class GenerationParams:
     seed: int = 0
     timeout_s: float | None = None
     on_text: Callable[[str], None] | None = field(default=None, compare=False)
+    step_key: str | None = None  # which step this is (a memo keys its answers on it)
 
 
 def safe_prefix_len(text: str, stops: Sequence[str]) -> int:

@@ -145,6 +145,7 @@ def attempt_record(a: Attempt) -> dict[str, Any]:
         "error": a.error,
         "error_detail": a.error_detail[:500] if a.error_detail else None,
         "text": (a.text or "")[:TEXT_CAP],
+        "shaping": a.shaping,
     }
 
 

@@ -112,9 +112,22 @@ class _Traces:
         try:
             self.store.record(result)
         except Exception as exc:
-            if not self._warned:
-                self._warn(f"warning: could not write traces ({exc}); results.jsonl is still complete")
-                self._warned = True
+            self._failed(exc)
+
+    def label(self, run_id: str, attempt_idx: int, ok: bool) -> None:
+        """The benchmark's checker verdict on an accepted answer, as a ``correct`` label."""
+        if self.store is None:
+            return
+        try:
+            self.store.add_label(run_id, attempt_idx=attempt_idx, kind="correct", value=float(ok),
+                                 source="checker", note="bench")  # fmt: skip
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warn(f"warning: could not write traces ({exc}); results.jsonl is still complete")
+            self._warned = True
 
 
 class BfclRunner:

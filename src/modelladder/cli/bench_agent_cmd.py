@@ -55,10 +55,22 @@ __all__ = ["agent"]
     type=click.Path(path_type=Path, file_okay=False),
     help="Other `bench agent` output directories to plot next to this run in report.html.",
 )
+@click.option("--examples-k", type=int, default=0, show_default=True,
+              help="Edge rungs see this many retrieved verified answers as prior turns.")  # fmt: skip
+@click.option("--examples-from", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The earlier step-suite run (e.g. --mode rung:reference) whose verified answers are the examples.")  # fmt: skip
+@click.option("--index", type=click.Choice(["bm25", "minilm"]), default="bm25", show_default=True,
+              help="Example index: SQLite FTS5 BM25, or MiniLM embeddings (the `retrieval` extra).")  # fmt: skip
+@click.option(
+    "--max-tools", type=int, default=None, help="Edge rungs see only this many tools (by relevance)."
+)
+@click.option("--history-budget", type=int, default=None,
+              help="Edge rungs see older tool outputs shortened beyond this many tokens.")  # fmt: skip
 @output_options
 def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
-          out_dir: Path, db: Path | None, no_progress: bool) -> None:  # fmt: skip
+          examples_k: int, examples_from: Path | None, index: str, max_tools: int | None,
+          history_budget: int | None, out_dir: Path, db: Path | None, no_progress: bool) -> None:  # fmt: skip
     """Run BFCL v4 multi-turn items on the real tool classes; write results, summary and report.
 
     \b
@@ -76,7 +88,9 @@ def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None,
         fail(f"the agent benchmark needs the `bench` extra: pip install 'modelladder[bench]' ({exc})")
     cfg = AgentConfig(categories=list(categories), out_dir=out_dir, suite=suite, mode=mode, limit=limit,
                       fleet_path=fleet_path, step_limit=step_limit, db=db, progress=not no_progress,
-                      online=online, update_every=update_every, seed=seed, compare=list(compare))  # fmt: skip
+                      online=online, update_every=update_every, seed=seed, compare=list(compare),
+                      examples_k=examples_k, examples_from=examples_from, index=index, max_tools=max_tools,
+                      history_budget=history_budget)  # fmt: skip
     try:
         validate(cfg)
         if mode != "rung:reference":

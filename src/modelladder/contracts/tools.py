@@ -311,6 +311,21 @@ class ToolCalls(Contract):
         return ToolCalls(self.tools, parallel=self.parallel, tool_choice="none", answer=self.answer,
                          checks=self.checks)  # fmt: skip
 
+    def offering(self, names: Sequence[str]) -> ToolCalls:
+        """The same step with only the tools named in ``names`` (in declaration order): what
+        tool selection shows an edge rung. A tool ``tool_choice`` names stays in. Decoding
+        and validation then admit only those tools."""
+        keep = set(names)
+        if self.tool_choice not in ("auto", "required", "none"):
+            keep.add(str(self.tool_choice))
+        tools = [t for t in self.tools if t["name"] in keep]
+        if len(tools) == len(self.tools):
+            return self
+        if not tools:
+            raise ContractError(f"none of the tools {sorted(keep)} is declared by this step")
+        return ToolCalls(tools, parallel=self.parallel, allow_no_call=self.allow_no_call,
+                         tool_choice=self.tool_choice, answer=self.answer, checks=self.checks)  # fmt: skip
+
     def decision_contract(self, messages: Sequence[dict[str, Any]]) -> ToolCalls | None:
         """For a local decoder, the contract that makes the call-or-answer decision in the
         model's trained format, or ``None`` to decode this contract as it is.

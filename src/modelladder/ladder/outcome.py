@@ -91,6 +91,8 @@ class Attempt:
     decision: str | None = None
     repeated_call: bool = False  # the loop guard: it repeats a call the conversation answered
     forced_answer: bool = False  # the loop guard's last-rung retry, with calls ruled out
+    # What a shaper changed for this rung (examples shown, tools offered, compaction), or None
+    shaping: dict[str, Any] | None = None
 
     @property
     def value(self) -> Any:

@@ -19,7 +19,9 @@ __all__ = ["Policy", "Stop", "TryRung", "eligible_rungs", "judge", "next_action"
 
 
 def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
-    """The rungs a step may use, smallest first, honouring ``first_rung``, ``max_rung`` and ``edge_only``."""
+    """The rungs a step may use, smallest first, honouring ``first_rung``, ``max_rung`` and
+    ``edge_only``; a ``memo`` rung (declare it with the smallest ``params``, so it comes first) only where ``memo`` is on and the step
+    declares no ``side_effects``."""
     ordered = sorted(rungs, key=lambda r: (r.placement != "edge", r.params))
     names = [r.name for r in ordered]
     if policy.first_rung is not None:
@@ -39,6 +41,8 @@ def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
         ordered = ordered[: cut.index(policy.max_rung) + 1]
     if policy.edge_only:
         ordered = [r for r in ordered if r.placement == "edge"]
+    if not policy.memo or policy.side_effects:
+        ordered = [r for r in ordered if r.backend != "memo"]
     return ordered
 
 

@@ -25,6 +25,7 @@ from modelladder.ladder.keys import step_key
 from modelladder.ladder.loops import LOOP_REASON, repeated_calls
 from modelladder.ladder.outcome import Attempt, Confidence, Resolved, StepResult, Unresolved
 from modelladder.ladder.policy import Policy, Stop, judge, next_action, shadow_rung
+from modelladder.ladder.shaping import RungView, Shaper, ShapeRequest
 from modelladder.ladder.step import Step
 
 if TYPE_CHECKING:
@@ -52,6 +53,17 @@ def derive_episode_id(messages: list[dict[str, Any]]) -> str:
         if m.get("role") == "user":
             break
     return "ep-" + _digest(prefix)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ShapeContext:
+    """What the shaper needs of the run beside the attempt: the step key, the policy in force,
+    and the ids that keep the run's own conversation out of its retrieved examples."""
+
+    key: str
+    policy: Policy
+    run_id: str
+    episode_id: str | None
 
 
 def _draw(run_id: str) -> float:
@@ -99,6 +111,7 @@ class Ladder:
         backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.perf_counter,
         gate: Gate | None = None,
+        shaper: Shaper | None = None,
     ):
         if fleet is None:
             from modelladder.fleet import load_fleet  # lazy: reading a fleet consults the backend registry
@@ -110,6 +123,7 @@ class Ladder:
         self._factory = backend_factory
         self._clock = clock
         self.gate = gate
+        self.shaper = shaper
         self._fleet_digest = _digest([asdict(r) for r in fleet.rungs])
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadows: list[Future[None]] = []
@@ -173,12 +187,14 @@ class Ladder:
             episode_id=episode_id or derive_episode_id(messages),
         )
         gate_versions: list[int] = []  # the calibrations that judged this run's attempts
+        base_params = dataclasses.replace(base_params, step_key=key)
+        shape = _ShapeContext(key, pol, run_id, common["episode_id"])
 
         while True:
             action = next_action(pol, rungs, attempts, self._clock() - start)
             if isinstance(action, Stop):
                 forced = self._loop_fallback(step, prompt, attempts, base_params, pol, on_attempt, action,
-                                             self._clock() - start, on_text, gate_versions)  # fmt: skip
+                                             self._clock() - start, on_text, gate_versions, shape)  # fmt: skip
                 if forced is not None and forced.accepted:
                     result: Resolved | Unresolved = Resolved(
                         **common, attempts=attempts, latency_s=self._clock() - start
@@ -189,7 +205,7 @@ class Ladder:
                 )
                 break
             attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt,
-                                   on_text, gate_versions)  # fmt: skip
+                                   on_text, gate_versions, shape)  # fmt: skip
             if attempt.accepted:
                 result = Resolved(**common, attempts=attempts, latency_s=self._clock() - start)
                 break
@@ -208,12 +224,14 @@ class Ladder:
         self, step: Step, prompt: list[dict[str, Any]], rung: Rung, attempts: list[Attempt],
         params: GenerationParams, timeout_s: float | None, pol: Policy, on_attempt: AttemptHook | None,
         on_text: TextHook | None = None, gate_versions: list[int] | None = None,
+        shape: _ShapeContext | None = None,
     ) -> Attempt:  # fmt: skip
         """One attempt, judged (by the calibrated gate where there is one, whose version is
         appended to ``gate_versions``), appended to ``attempts`` and reported to ``on_attempt``."""
         if on_text is not None:
             params = dataclasses.replace(params, on_text=lambda text: on_text(rung.name, text))
-        attempt = self._attempt(step, prompt, rung, len(attempts), params, timeout_s)
+        view = self._view(step, prompt, rung, shape)
+        attempt = self._attempt(step, prompt, rung, len(attempts), params, timeout_s, view)
         attempts.append(attempt)
         digest = step.contract.digest() if step.contract is not None else None
         verdict = self._assess(step_key(step.name, digest), digest, attempt)
@@ -231,7 +249,7 @@ class Ladder:
     def _loop_fallback(
         self, step: Step, prompt: list[dict[str, Any]], attempts: list[Attempt], params: GenerationParams,
         pol: Policy, on_attempt: AttemptHook | None, stop: Stop, elapsed_s: float, on_text: TextHook | None,
-        gate_versions: list[int] | None = None,
+        gate_versions: list[int] | None = None, shape: _ShapeContext | None = None,
     ) -> Attempt | None:  # fmt: skip
         """The loop guard's last word: when every rung is spent and some rungs only repeated an
         answered call, those rungs, smallest first, answer with calls ruled out
@@ -260,11 +278,27 @@ class Ladder:
             remaining = None if pol.latency_budget_s is None else pol.latency_budget_s - spent
             rung = next(r for r in self.fleet.rungs if r.name == name)
             attempt = self._judged(forced_step, prompt, rung, attempts, params, remaining, pol, on_attempt, on_text,
-                                   gate_versions)  # fmt: skip
+                                   gate_versions, shape)  # fmt: skip
             attempt.forced_answer = True
             if attempt.accepted:
                 break
         return attempt
+
+    def _view(self, step: Step, prompt: list[dict[str, Any]], rung: Rung,
+              shape: _ShapeContext | None) -> RungView | None:  # fmt: skip
+        """What the shaper shows an edge rung instead of the step as sent (``None``: as sent).
+        Only edge rungs, never a memo, only where the policy asks for it."""
+        if self.shaper is None or shape is None or not shape.policy.shapes_edge:
+            return None
+        if rung.placement != "edge" or rung.backend == "memo":
+            return None
+        try:
+            return self.shaper.shape(ShapeRequest(step, shape.key, prompt, rung, shape.policy, shape.run_id,
+                                                  shape.episode_id))  # fmt: skip
+        except Exception as exc:  # learning may make the edge smarter, never break it
+            log.error("shaper failed on step %s, rung %s (%s: %s); attempt goes ahead unshaped", shape.key,
+                      rung.name, type(exc).__name__, exc)  # fmt: skip
+            return None
 
     def _assess(self, key: str, digest: str | None, attempt: Attempt) -> GateVerdict | None:
         """The gate's verdict on a contract-passing attempt; a failing gate escalates, never crashes."""
@@ -331,13 +365,23 @@ class Ladder:
         index: int,
         params: GenerationParams,
         timeout_s: float | None,
+        view: RungView | None = None,
     ) -> Attempt:
+        """One backend call, validated. With a ``view`` the rung is shown its messages and
+        decodes against its contract, which also validates the output (a tool the rung was
+        not offered is a contract failure); grounding checks and the loop guard still read
+        the conversation as sent (``prompt``), never a retrieved example's text."""
         attempt = Attempt(index=index, rung=rung.name, placement=rung.placement)
+        contract = step.contract
+        shown = prompt
+        if view is not None:
+            shown, contract = view.messages, view.contract or step.contract
+            attempt.shaping = dict(view.applied) or None
         if timeout_s is not None:
             params = dataclasses.replace(params, timeout_s=min(timeout_s, params.timeout_s or timeout_s))
         t0 = self._clock()
         try:
-            gen = self.backend(rung).generate(prompt, step.contract, params)
+            gen = self.backend(rung).generate(shown, contract, params)
         except BackendError as exc:
             attempt.error, attempt.error_detail = exc.code, str(exc)
             attempt.latency_s = self._clock() - t0
@@ -356,16 +400,16 @@ class Ladder:
         attempt.cost_usd = rung.cost(gen.prompt_tokens, gen.completion_tokens, gen.latency_s)
         if gen.token_logprobs:
             attempt.confidence = Confidence.from_logprobs(gen.token_logprobs, gen.free)
-        if step.contract is None:
+        if contract is None:
             attempt.verdict = Verdict.passed(gen.text) if gen.text.strip() else Verdict.failed("empty_output")
         else:
-            attempt.verdict = step.contract.validate(gen.text, prompt)
-        if isinstance(step.contract, ToolCalls):
-            attempt.decision = step.contract.decision(gen.text)
+            attempt.verdict = contract.validate(gen.text, prompt)
+        if isinstance(contract, ToolCalls):
+            attempt.decision = contract.decision(gen.text)
             value = attempt.verdict.value
             # Only where the step may do something else: a forced call ("required", a named
             # tool) may legitimately poll the same tool again.
-            may_stop = step.contract.answers or step.contract.allow_no_call
+            may_stop = contract.answers or contract.allow_no_call
             if may_stop and attempt.verdict.ok and isinstance(value, list) and repeated_calls(value, prompt):
                 attempt.repeated_call = True
         return attempt

@@ -152,6 +152,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE attempts ADD COLUMN decision TEXT;
         """,
     ),
+    Migration(
+        6,
+        "per attempt, what the edge rung was shown instead of the step as sent (examples, tools, compaction)",
+        """
+        ALTER TABLE attempts ADD COLUMN shaping TEXT;
+        """,
+    ),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

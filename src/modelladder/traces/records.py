@@ -42,6 +42,8 @@ class AttemptRecord:
     accepted: bool
     signals: dict[str, float] = field(default_factory=dict)  # extra gate signals (Confidence.signals)
     decision: str | None = None  # tool steps: "call" | "answer" | "decline" (what the model chose)
+    # What the edge rung was shown instead of the step as sent (ladder.shaping.RungView.applied)
+    shaping: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> Verdict | None:

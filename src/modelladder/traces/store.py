@@ -102,7 +102,7 @@ _ATTEMPT_COLUMNS = (
     "run_id", "idx", "rung", "placement", "text", "value", "verdict_ok", "verdict_reason",
     "verdict_detail", "mean_logprob", "min_logprob", "n_value_tokens", "prompt_tokens",
     "completion_tokens", "cached_prompt_tokens", "latency_s", "cost_usd", "finish_reason", "error",
-    "error_detail", "escalation_reason", "accepted", "signals", "decision",
+    "error_detail", "escalation_reason", "accepted", "signals", "decision", "shaping",
 )  # fmt: skip
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
@@ -161,6 +161,7 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
         accepted=bool(row["accepted"]),
         signals=_loads(row["signals"]) or {},
         decision=row["decision"],
+        shaping=_loads(row["shaping"]),
     )
 
 
@@ -348,6 +349,7 @@ class TraceStore(LabelsMixin):
             if c is not None and c.signals()
             else None,
             a.decision,
+            _dumps(a.shaping, f"attempt {a.index} shaping", run_id) if a.shaping else None,
         )
 
     def record_feedback(self, run_id: str, success: bool, note: str | None = None) -> None:

@@ -27,6 +27,7 @@ from modelladder.bench.agent.data import CATEGORIES, AgentItem, load_agent_items
 from modelladder.bench.agent.loops import DEFAULT_STEP_LIMIT, Hop, official_check, run_loop
 from modelladder.bench.agent.oracle import AgentReference, answer_text
 from modelladder.bench.agent.steps import StepCase, iter_steps, score_step
+from modelladder.bench.agent.summary import shaping_figures
 from modelladder.bench.config import (
     BenchInputError,
     PreparedFleet,
@@ -74,6 +75,13 @@ class AgentConfig:
     update_every: int = 50
     seed: int = 0
     compare: list[Path] = field(default_factory=list)
+    # what the edge rung sees (bench.agent.retrieval): examples from an earlier run's verified
+    # answers, tool selection, history compaction
+    examples_k: int = 0
+    examples_from: Path | None = None
+    index: str = "bm25"
+    max_tools: int | None = None
+    history_budget: int | None = None
 
 
 @dataclass
@@ -115,6 +123,19 @@ def validate(cfg: AgentConfig) -> None:
         )
     if cfg.update_every <= 0:
         raise BenchInputError(f"--update-every must be a positive number of steps, not {cfg.update_every}")
+    from modelladder.bench.agent.retrieval import INDEXES
+
+    if cfg.examples_k < 0:
+        raise BenchInputError(f"--examples-k must be 0 or more, not {cfg.examples_k}")
+    if cfg.examples_k and cfg.examples_from is None:
+        raise BenchInputError(
+            "--examples-k needs --examples-from DIR (an earlier step-suite run, e.g. reference)"
+        )
+    if cfg.index not in INDEXES:
+        raise BenchInputError(f"unknown --index {cfg.index!r}; use one of: {', '.join(INDEXES)}")
+    for name, v in (("--max-tools", cfg.max_tools), ("--history-budget", cfg.history_budget)):
+        if v is not None and v < 1:
+            raise BenchInputError(f"{name} must be a positive number, not {v}")
     cfg.categories = parse_agent_categories(cfg.categories)
     parse_mode(cfg.mode)
 
@@ -123,12 +144,14 @@ class AgentRunner:
     """Asks the ladder (or one rung) for each step or hop; every attempt goes to the traces."""
 
     def __init__(self, prepared: PreparedFleet, cfg: AgentConfig, *, backends: Mapping[str, Backend] | None,
-                 traces: Any, run_name: str):  # fmt: skip
+                 traces: Any, run_name: str, shaping: Any = None):  # fmt: skip
         self.cfg = cfg
         self.kind, rung = parse_mode(cfg.mode)
         self.policy = (
             prepared.policy if self.kind == "ladder" else single_rung_policy(prepared.policy, rung or "")
-        )
+        ).merged(examples_k=cfg.examples_k or None, max_tools=cfg.max_tools,
+                 history_budget_tokens=cfg.history_budget)  # fmt: skip
+        self.shaping = shaping
         given = dict(backends or {})
         self.oracles: list[AgentReference] = []
         for r in prepared.fleet.rungs:
@@ -136,7 +159,8 @@ class AgentRunner:
                 b = given.setdefault(r.name, AgentReference.from_rung(r))
                 if isinstance(b, AgentReference):
                     self.oracles.append(b)
-        self.ladder = Ladder(prepared.fleet, store=None, backends=given)
+        self.ladder = Ladder(prepared.fleet, store=None, backends=given,
+                             shaper=shaping.shaper if shaping is not None else None)  # fmt: skip
         self.traces = traces
         self.run_name = run_name
         self._steps: dict[tuple[str, ...], Step] = {}
@@ -166,6 +190,8 @@ class AgentRunner:
 
     # -- step suite ------------------------------------------------------------------------
     def run_case(self, case: StepCase) -> dict[str, Any]:
+        if self.shaping is not None:
+            self.shaping.current_item = case.item.id
         named = case.gold_arguments
         res, rec = self.ask(case.messages, case.tools, answer_text([named] if named else []),
                             {"item": case.item.id, "category": case.item.category, "turn": str(case.turn),
@@ -178,12 +204,17 @@ class AgentRunner:
         out = {"id": case.id, "item": case.item.id, "category": case.item.category, "turn": case.turn,
                "k": case.k, "end_of_turn": case.gold is None, "gold": case.gold, **score, **rec}  # fmt: skip
         out["ok"] = bool(score["exec_ok"])
+        if isinstance(res, Resolved):  # the checker's label: what retrieval and the gate learn from
+            self.traces.label(res.run_id, res.accepted.index, out["ok"])
         if self.kind == "ladder":
             out["accepted_wrong"] = rec["placement"] == "edge" and not out["ok"]
         return out
 
     # -- loops suite -----------------------------------------------------------------------
     def run_workflow(self, item: AgentItem) -> dict[str, Any]:
+        if self.shaping is not None:
+            self.shaping.current_item = item.id
+
         def ask(hop: Hop) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
             res, rec = self.ask(hop.messages, hop.tools, answer_text(hop.gold_rest),
                                 {"item": item.id, "category": item.category, "turn": str(hop.turn),
@@ -252,7 +283,11 @@ def group_by_tools(items: Sequence[AgentItem]) -> list[AgentItem]:
 def _run_file(cfg: AgentConfig, prepared: PreparedFleet) -> dict[str, Any]:
     """Create or check ``run.json``: a resumed run must have the same configuration."""
     wanted = {"bench": "agent", "suite": cfg.suite, "mode": cfg.mode, "fleet_digest": fleet_digest(prepared),
-              "step_limit": cfg.step_limit, "online": cfg.online, "seed": cfg.seed}  # fmt: skip
+              "step_limit": cfg.step_limit, "online": cfg.online, "seed": cfg.seed,
+              **({"examples_k": cfg.examples_k, "examples_from": str(cfg.examples_from), "index": cfg.index}
+                 if cfg.examples_k else {}),
+              **({"max_tools": cfg.max_tools} if cfg.max_tools else {}),
+              **({"history_budget": cfg.history_budget} if cfg.history_budget else {})}  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return open_run(cfg.out_dir, wanted, {"name": f"agent-{cfg.out_dir.resolve().name}-{stamp}", **wanted,
                     "rungs": [asdict(r) for r in prepared.fleet.rungs], "policy": asdict(prepared.policy)})  # fmt: skip
@@ -276,6 +311,7 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
 
     from modelladder.bench.agent.online import OnlineLearner
     from modelladder.bench.agent.report import write_agent_report
+    from modelladder.bench.agent.retrieval import BenchShaping
     from modelladder.bench.agent.summary import build_agent_summary
     from modelladder.bench.runner import _Traces
 
@@ -287,10 +323,16 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
     store = _open_store(cfg)
     for note in prepared.notes:
         con.print(f"note: {note}", markup=False)
-    runner = AgentRunner(prepared, cfg, backends=backends, run_name=str(run["name"]),
+    items = select_items(cfg)
+    try:
+        shaping = BenchShaping.build(cfg, store, [it.id for it in items], STEP_NAME)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+    runner = AgentRunner(prepared, cfg, backends=backends, run_name=str(run["name"]), shaping=shaping,
                          traces=_Traces(store, lambda m: con.print(m, markup=False)))  # fmt: skip
     learner = OnlineLearner(cfg.update_every) if cfg.online else None
-    items = select_items(cfg)
     path = cfg.out_dir / RESULTS
     done = read_results(path)
     order: list[str] = []
@@ -330,6 +372,8 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
             store.close()
     records = [done[i] for i in order if i in done]
     summary = build_agent_summary(cfg, run, prepared, records, total)
+    if shaping is not None:
+        summary["shaping"] = {**shaping.info, **shaping_figures(records)}
     (cfg.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     write_agent_report(cfg.out_dir / REPORT, summary, records, cfg.compare)
     return AgentOutcome(cfg.out_dir, summary, records, ran, skipped)

@@ -268,3 +268,44 @@ def test_a_failing_shaper_never_breaks_the_step(tmp_path):
 def test_policy_rejects_bad_shaping_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Policy(**bad)
+
+
+def test_examples_go_before_the_current_request_and_one_turn_shows_its_latest_step(tmp_path):
+    """Earlier turns stay a shared prefix; of an example turn's several steps the one with the
+    most calls (the whole sequence the teacher made) is shown, once."""
+    index = ExampleIndex(tmp_path / "ex.sqlite")
+    ask = [{"role": "user", "content": "weather in Rome please"}]
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+            }
+        ],
+    }
+    done = ask + [call, {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]  # fmt: skip
+    for id_, msgs, value, text in (("k0", ask, [{"name": "get_weather", "arguments": {"city": "Rome"}}],
+                                    _calls_text("get_weather", city="Rome")),
+                                   ("k1", done, [], "<tool_call>[]</tool_call>")):  # fmt: skip
+        index.add(Example(id=id_, key="ask", query=step_query(msgs), digest=input_digest(msgs), messages=msgs,
+                          value=value, text=text, source="checker", created_at=0.0, episode="ep-rome"))  # fmt: skip
+    tiny = Seen(_calls_text("get_weather", city="Paris"))
+    ladder, store = _ladder(tmp_path, tiny, Seen(""), index)
+    convo = [{"role": "user", "content": "list my files"}, {"role": "assistant", "content": "<tool_call>[]</tool_call>"},
+             {"role": "user", "content": "weather in Paris please"}]  # fmt: skip
+    step = Step("ask", ToolCalls(TOOLS, allow_no_call=True), policy=Policy(examples_k=2, memo=False))
+    res = ladder.run(step, convo)
+    shown = tiny.calls[0].messages
+    assert shown[:2] == convo[:2] and shown[-1] == convo[-1]
+    assert [e["id"] for e in res.attempts[0].shaping["examples"]] == ["k1"]
+    assert [m.get("content") for m in shown[2:-1]] == [
+        "weather in Rome please",
+        "",
+        "sunny",
+        "<tool_call>[]</tool_call>",
+    ]
+    store.close()
+    index.close()

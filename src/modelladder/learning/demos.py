@@ -6,8 +6,8 @@ per-step system text broke the shared KV-cache prefix. So here an example is sho
 it was: the user turn it answered (with the calls already made in that turn and their
 outputs, shortened) and the verified answer as the assistant's own turn, in the OpenAI
 message shape every backend already renders (local backends in their trained tool-call
-format). The demonstrations go after the system text (instructions and tool list, the
-prefix steps share) and before the conversation, nearest last (closest to the question).
+format). Where they go is :class:`~modelladder.learning.edge_shaper.EdgeShaper`'s rule
+(after the system text and earlier turns, just before the current request), nearest last.
 """
 
 from __future__ import annotations

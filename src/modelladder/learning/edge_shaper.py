@@ -6,7 +6,10 @@ messages and the contract that rung should get, and keeps what it did on the att
 the trace says what the model saw. Every rule is the policy's (``examples_k``,
 ``examples_max_distance``, ``max_tools``, ``history_budget_tokens``); higher rungs always
 get the step as sent. The order matters for the KV-cache: system text and the (selected)
-tool list first, then the demonstrations, then the conversation.
+tool list first, then the earlier turns, then the demonstrations, then the current request
+and what the agent did for it. Examples retrieved for a request stay the same for every
+step of it, so each step extends the previous step's prompt (a first probe that changed
+the system text per step lost the shared prefix and 55 % in latency).
 
 No leak: an example from the same conversation (episode) or the same run is never shown,
 and an example that no longer validates against the step's contract today (the contract
@@ -21,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from modelladder.contracts.tools import ToolCalls
 from modelladder.ladder.shaping import RungView, ShapeRequest
 from modelladder.learning.compaction import compact_history
-from modelladder.learning.demos import demo_messages
+from modelladder.learning.demos import demo_messages, last_turn
 from modelladder.learning.example_query import step_query
-from modelladder.learning.tool_selection import select_tools
+from modelladder.learning.tool_selection import called_tools, select_tools
 
 if TYPE_CHECKING:
     from modelladder.learning.example_index import ExampleIndex, Hit
@@ -43,18 +46,28 @@ class EdgeShaper:
         self.exclude = exclude
 
     def _hits(self, req: ShapeRequest, convo: list[dict[str, Any]]) -> tuple[list[Hit], int, int]:
+        """The examples to show, nearest first. Retrieval is keyed on the user's current
+        request (its last user message), not on the calls made since, so the examples stay
+        the same while the agent works on that request and every later step of the turn
+        reuses the prompt prefix from the KV cache. Of several steps of one example turn
+        (the same request in the same conversation) the latest is kept: it shows the whole
+        sequence of calls the teacher made for a request like this one."""
         pol = req.policy
         if not pol.examples_k or self.index is None:
             return [], 0, 0
         want = pol.examples_k
-        raw = self.index.search(req.step_key, step_query(convo), want * 3 + 2, exclude_ids=(req.run_id,),
+        turn = last_turn(convo)
+        query = (
+            str(turn[0].get("content") or "") if turn and turn[0].get("role") == "user" else step_query(convo)
+        )
+        raw = self.index.search(req.step_key, query, want * 8 + 4, exclude_ids=(req.run_id,),
                                 max_distance=pol.examples_max_distance)  # fmt: skip
         contract = req.step.contract
-        hits: list[Hit] = []
+        chosen: dict[tuple[str | None, str], Hit] = {}
         leaked = invalid = 0
         for h in raw:
             ex = h.example
-            if (req.episode_id and getattr(ex, "episode", None) == req.episode_id) or (
+            if (req.episode_id and ex.episode == req.episode_id) or (
                 self.exclude is not None and self.exclude(h, req)
             ):
                 leaked += 1
@@ -62,14 +75,17 @@ class EdgeShaper:
             if contract is not None and not contract.validate(ex.text, ex.messages).ok:
                 invalid += 1
                 continue
-            hits.append(h)
-            if len(hits) == want:
-                break
-        return hits, leaked, invalid
+            head = last_turn(ex.messages)[:1]
+            group = (ex.episode, " ".join(str(head[0].get("content") or "").split()) if head else ex.query)
+            best = chosen.get(group)
+            if best is None and len(chosen) == want:
+                continue
+            if best is None or len(ex.messages) > len(best.example.messages):
+                chosen[group] = h
+        return list(chosen.values()), leaked, invalid
 
     def shape(self, req: ShapeRequest) -> RungView | None:
         pol = req.policy
-        lead = [m for m in req.messages if m.get("role") in ("system", "developer")]
         n_lead = 0
         while n_lead < len(req.messages) and req.messages[n_lead].get("role") in ("system", "developer"):
             n_lead += 1
@@ -93,11 +109,16 @@ class EdgeShaper:
         contract = req.step.contract
         narrowed = None
         if pol.max_tools and isinstance(contract, ToolCalls) and len(contract.tools) > pol.max_tools:
-            keep = [c.get("name") for h in hits if isinstance(h.example.value, list)
-                    for c in h.example.value if isinstance(c, dict)]  # fmt: skip
-            names = select_tools(contract.tools, convo, pol.max_tools, keep=[str(k) for k in keep])
+            # the tools the examples use are kept too: they are evidence of what the request needs
+            keep = called_tools(demos) + [str(c.get("name")) for h in hits if isinstance(h.example.value, list)
+                                          for c in h.example.value if isinstance(c, dict)]  # fmt: skip
+            names = select_tools(contract.tools, convo, pol.max_tools, keep=keep)
             narrowed = contract.offering(names)
             applied["tools"] = names
+        # the examples go just before the current request: the system text, the tool list and
+        # the earlier turns stay a shared prefix
+        at = max((i for i, m in enumerate(convo) if m.get("role") == "user"), default=0)
+        convo = convo[:at] + demos + convo[at:]
         if not applied:
             return None
-        return RungView(lead + demos + convo, narrowed, applied)
+        return RungView(lead + convo, narrowed, applied)

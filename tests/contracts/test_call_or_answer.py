@@ -156,6 +156,38 @@ def test_a_forced_call_is_never_a_loop() -> None:
     assert r.outcome == "resolved" and not r.attempts[0].repeated_call
 
 
+FINAL = {"type": "function", "function": {"name": "final_result", "description": "The final response",
+         "parameters": {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}}}  # fmt: skip
+FINAL_CALL = '<tool_call>[{"name": "final_result", "arguments": {"summary": "sunny"}}]</tool_call>'
+
+
+def test_a_forced_call_that_repeats_falls_back_to_the_other_tools() -> None:
+    """pydantic-ai's default output mode: ``tool_choice="required"`` with its ``final_result``
+    tool beside the agent's tools. A rung that only repeats the answered call is a loop; the
+    last word is decoded with that tool ruled out, so the agent's output tool is called."""
+
+    def tiny(call: Any) -> str:
+        names = [t["name"] for t in call.contract.tools]
+        return CALL if "get_weather" in names else FINAL_CALL
+
+    lad = Ladder(FLEET, backends={"tiny": ScriptedBackend("tiny", tiny),
+                                  "small": ScriptedBackend.replaying("small", [gen(CALL)]),
+                                  "big": ScriptedBackend.replaying("big", [gen(CALL)])})  # fmt: skip
+    r = lad.run(
+        Step("agent", ToolCalls([WEATHER, FINAL], tool_choice="required")), _history({"city": "Paris"})
+    )
+    assert r.outcome == "resolved" and r.rung == "tiny" and r.value == [
+        {"name": "final_result", "arguments": {"summary": "sunny"}}]  # fmt: skip
+    assert [a.escalation_reason for a in r.attempts] == [LOOP_REASON] * 3 + [None] and r.attempts[
+        -1
+    ].forced_answer
+    # a new call (other arguments) under "required" is no loop
+    fresh = lad.run(
+        Step("agent", ToolCalls([WEATHER, FINAL], tool_choice="required")), _history({"city": "Rome"})
+    )
+    assert fresh.rung == "tiny" and not fresh.attempts[0].repeated_call
+
+
 def test_no_fallback_when_the_policy_stops_first() -> None:
     lad = Ladder(FLEET, backends={"tiny": ScriptedBackend.replaying("tiny", [gen(CALL), gen("answer")])})
     r = lad.run(Step("agent", TEXT, policy=Policy(max_attempts=1)), _history({"city": "Paris"}))

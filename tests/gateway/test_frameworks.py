@@ -193,10 +193,13 @@ def _pydantic_ai(server: str, output_type: Any) -> Callable[[str], str]:
     from pydantic_ai.providers.openai import OpenAIProvider
 
     model = OpenAIChatModel("ladder", provider=OpenAIProvider(base_url=server + "/v1", api_key="unused"))
-    # Structured output as OpenAI serves it: tools + a json_schema response_format (NativeOutput).
-    # pydantic-ai's default ToolOutput instead sends tool_choice "required" with a final_result
-    # tool, which a 135M model rarely picks: see docs/frameworks.md.
-    output = pydantic_ai.NativeOutput(output_type) if output_type is not None else str
+    # NativeOutput: structured output as OpenAI serves it (tools + a json_schema response_format).
+    # "tool": pydantic-ai's default ToolOutput, tool_choice "required" with a final_result tool;
+    # the loop guard rules out a repeated call, so final_result is what is left.
+    if output_type == "tool":
+        output: Any = Answer
+    else:
+        output = pydantic_ai.NativeOutput(output_type) if output_type is not None else str
     agent = pydantic_ai.Agent(model, tools=[get_weather, add], output_type=output)
 
     def run(prompt: str) -> str:
@@ -212,6 +215,10 @@ def test_pydantic_ai_with_a_tool(server: str) -> None:
 
 def test_pydantic_ai_with_a_tool_and_structured_output(server: str) -> None:
     _score("pydantic-ai+output_type", server, _pydantic_ai(server, Answer))
+
+
+def test_pydantic_ai_with_a_tool_and_its_default_tool_output(server: str) -> None:
+    _score("pydantic-ai+ToolOutput", server, _pydantic_ai(server, "tool"))
 
 
 def _chat_openai(server: str) -> Any:

@@ -66,6 +66,24 @@ class _ShapeContext:
     episode_id: str | None
 
 
+def _loop_fallback_contract(contract: Any, attempts: list[Attempt], prompt: list[dict[str, Any]]) -> Any:
+    """What the loop guard's last word decodes against: the answer branch alone where the step
+    may answer; for a forced call (``tool_choice="required"``) the other tools, without those
+    whose calls only repeated answered ones (pydantic-ai's output tool is then what is left
+    to call); ``None`` when neither applies."""
+    if not isinstance(contract, ToolCalls):
+        return None
+    answer_only = contract.answer_only()
+    if answer_only is not None:
+        return answer_only
+    if contract.tool_choice != "required":
+        return None
+    repeated = {n for a in attempts if a.repeated_call and isinstance(a.value, list)
+                for n in repeated_calls(a.value, prompt)}  # fmt: skip
+    rest = [t["name"] for t in contract.tools if t["name"] not in repeated]
+    return contract.offering(rest) if repeated and rest else None
+
+
 def _draw(run_id: str) -> float:
     """A number in [0, 1) fixed by the run id: which runs are shadowed is reproducible."""
     return int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) / 2**32
@@ -253,21 +271,17 @@ class Ladder:
     ) -> Attempt | None:  # fmt: skip
         """The loop guard's last word: when every rung is spent and some rungs only repeated an
         answered call, those rungs, smallest first, answer with calls ruled out
-        (``ToolCalls.answer_only``) until one answer passes, so an agent loop ends with a
+        (``ToolCalls.answer_only``; for a forced call, the repeated tools ruled out:
+        :func:`_loop_fallback_contract`) until one answer passes, so an agent loop ends with a
         reply. Returns the last such attempt; ``None`` (no attempt) when the ladder stopped
         for another reason (attempts, budget), when no attempt looped, or when the step
         cannot answer."""
         contract = step.contract
-        answer_only = contract.answer_only() if isinstance(contract, ToolCalls) else None
         looped = list(dict.fromkeys(a.rung for a in attempts if a.escalation_reason == LOOP_REASON))
-        if (
-            answer_only is None
-            or stop.reason != "exhausted"
-            or not looped
-            or any(a.forced_answer for a in attempts)
-        ):
+        fallback = _loop_fallback_contract(contract, attempts, prompt) if looped else None
+        if fallback is None or stop.reason != "exhausted" or any(a.forced_answer for a in attempts):
             return None
-        forced_step = dataclasses.replace(step, contract=answer_only)
+        forced_step = dataclasses.replace(step, contract=fallback)
         attempt = None
         for name in looped:
             if pol.max_attempts is not None and len(attempts) >= pol.max_attempts:
@@ -407,9 +421,14 @@ class Ladder:
         if isinstance(contract, ToolCalls):
             attempt.decision = contract.decision(gen.text)
             value = attempt.verdict.value
-            # Only where the step may do something else: a forced call ("required", a named
-            # tool) may legitimately poll the same tool again.
-            may_stop = contract.answers or contract.allow_no_call
+            # Only where the step may do something else: answer, decline, or (``required``
+            # with several tools) call another tool, as pydantic-ai's output tool
+            # (``final_result``) asks. A named forced tool may legitimately poll again.
+            may_stop = (
+                contract.answers
+                or contract.allow_no_call
+                or (contract.tool_choice == "required" and len(contract.tools) > 1)
+            )
             if may_stop and attempt.verdict.ok and isinstance(value, list) and repeated_calls(value, prompt):
                 attempt.repeated_call = True
         return attempt

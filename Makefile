@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml src/modelladder/native_build.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python src/modelladder/native_build.py install --python $(BIN)/python --quiet
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,distill]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,distill,retrieval]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)

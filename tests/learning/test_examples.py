@@ -19,6 +19,7 @@ from modelladder.cli import main
 from modelladder.contracts import Choice, ToolCalls
 from modelladder.contracts.tools import render_calls
 from modelladder.ladder.outcome import Attempt, Resolved, Unresolved
+from modelladder.learning.example_fts import match
 from modelladder.learning.example_index import Example, ExampleIndex, ExampleIndexError
 from modelladder.learning.example_query import input_digest, step_query
 from modelladder.learning.example_source import examples_from_store, rebuild_from_store
@@ -152,6 +153,54 @@ def test_upsert_delete_and_delete_key(index: ExampleIndex) -> None:
     index.add(ex("b1", "refund please", key="billing"))
     assert index.delete_key("route") == 3 and index.stats()["keys"] == {"billing": 1}
     assert [e.id for e in index.list()] == ["b1"]
+
+
+def fts5_top(idx: ExampleIndex, key: str, query: str, k: int) -> list[tuple[str, float]]:
+    """SQLite's own BM25 ranking of the same examples (the persisted FTS5 table)."""
+    sql = ("SELECT e.id, -bm25(examples_fts, 0.0, 1.0) FROM examples_fts JOIN examples e ON e.n = examples_fts.rowid "
+           "WHERE examples_fts MATCH ? ORDER BY bm25(examples_fts, 0.0, 1.0), e.n DESC LIMIT ?")  # fmt: skip
+    return [(r[0], float(r[1])) for r in idx._db.execute(sql, (match(key, query), k)).fetchall()]
+
+
+def test_in_memory_bm25_ranks_as_fts5_does(tmp_path: Path) -> None:
+    # One key, so the in-memory scorer's per-key statistics are FTS5's whole-table ones and the
+    # scores agree to float32 precision. The corpus has exact duplicates (identical scores,
+    # in both: ties rank the newest first) but no near-ties that float32 could reorder.
+    words = ["weather", "Paris", "Oslo", "order", "refund", "parcel", "email", "Bergen", "ticket", "rain"]
+    texts = [
+        f"{words[i % 10]} {words[(i * 3) % 10]} {words[(i * 7 + 1) % 10]} number {i % 4}" for i in range(40)
+    ]
+    texts += ["lookup_order(order_id=A-1) for Paris", "getWeather in Zürich, café", "weather Paris Oslo"] * 2
+    with ExampleIndex(tmp_path / "e.sqlite") as idx:
+        idx.add_many([ex(f"e{i:02d}", t, at=i) for i, t in enumerate(texts)])
+        for query in ["weather in Paris", "refund my parcel order 3", "zurich cafe weather", "lookup order",
+                      "rain rain Bergen ticket email", "Oslo", "A-1 number 2", "the of and"]:  # fmt: skip
+            for k in (1, 3, 10, 20, 100):
+                want = fts5_top(idx, "route", query, k) if match("route", query) else []
+                got = [(h.example.id, h.score) for h in idx.search("route", query, k)]
+                assert [i for i, _ in got] == [i for i, _ in want], (query, k)
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-5)
+        excl = [i for i, _ in fts5_top(idx, "route", "weather Paris", 4)[:3]]
+        got = [h.example.id for h in idx.search("route", "weather Paris", 2, exclude_ids=excl)]
+        assert got == [i for i, _ in fts5_top(idx, "route", "weather Paris", 5) if i not in excl][:2]
+
+
+def test_the_in_memory_scorer_follows_every_write(tmp_path: Path) -> None:
+    path = tmp_path / "e.sqlite"
+    with ExampleIndex(path) as idx, ExampleIndex(path) as other:
+        idx.add_many([ex("a", "weather in Paris"), ex("b", "refund my order")])
+        assert [h.example.id for h in idx.search("route", "weather Oslo", 3)] == ["a"]  # cached now
+        idx.add(ex("c", "weather in Oslo"))  # this process's add
+        assert [h.example.id for h in idx.search("route", "weather Oslo", 3)] == ["c", "a"]
+        idx.add(ex("a", "snow in Bergen"))  # an upsert replaces the text
+        assert [h.example.id for h in idx.search("route", "weather Oslo", 3)] == ["c"]
+        assert idx.delete("c") and idx.search("route", "weather Oslo", 3) == []
+        other.add(ex("d", "Oslo weather today"))  # another connection's write: data_version
+        assert [h.example.id for h in idx.search("route", "weather Oslo", 3)] == ["d"]
+        assert other.delete_key("route") == 3 and idx.search("route", "Bergen", 3) == []
+        other.add(ex("e", "snow in Bergen", key="billing"))
+        assert [h.example.id for h in idx.search("billing", "Bergen", 3)] == ["e"]
+        assert idx.search("route", "Bergen", 3) == []
 
 
 def test_memo_is_exact_and_newest(index: ExampleIndex) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
-__all__ = ["BM25_VERSION", "MAX_QUERY_TERMS", "fts_text", "ktok", "match"]
+__all__ = ["BM25_VERSION", "MAX_QUERY_TERMS", "fold", "fts_text", "ktok", "match", "query_terms", "tokens"]
 
 BM25_VERSION = "fts5-unicode61-split-1"  # bump when fts_text, the tokenizer or match changes
 MAX_QUERY_TERMS = 64
@@ -43,8 +44,25 @@ def fts_text(text: str) -> str:
     return f"{text} {' '.join(extra)}" if extra else text
 
 
-def match(key: str, query: str) -> str | None:
-    """The FTS5 query: this key's examples AND any of the query's terms (BM25 ranks them)."""
+def fold(token: str) -> str:
+    """``token`` without diacritics, as unicode61 indexes it ("café" as "cafe")."""
+    return "".join(c for c in unicodedata.normalize("NFD", token) if not unicodedata.combining(c))
+
+
+def tokens(text: str) -> list[str]:
+    """The body tokens FTS5's tokenizer (``unicode61``, ``_`` a token character) makes of
+    :func:`fts_text` of ``text``: runs of letters, digits and ``_``, lower-cased, Latin
+    diacritics removed (the in-memory BM25 scorer counts these; exotic scripts may differ from
+    SQLite's tables in a character or two, which only shifts a score)."""
+    toks = _IDENT.findall(fts_text(text).lower())
+    if text.isascii():
+        return toks
+    return [f for f in map(fold, toks) if f]
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct terms a query is matched by: its tokens (identifiers split as in
+    :func:`fts_text`) less English function words, at most :data:`MAX_QUERY_TERMS`."""
     terms: dict[str, None] = {}
     for tok in _IDENT.findall(fts_text(query)):
         if tok.lower() in _STOP:
@@ -52,6 +70,12 @@ def match(key: str, query: str) -> str | None:
         terms.setdefault(tok.lower(), None)
         if len(terms) >= MAX_QUERY_TERMS:
             break
+    return list(terms)
+
+
+def match(key: str, query: str) -> str | None:
+    """The FTS5 query: this key's examples AND any of the query's terms (BM25 ranks them)."""
+    terms = query_terms(query)
     if not terms:
         return None
     return f'ktok : "{ktok(key)}" AND (' + " OR ".join(f'"{t}"' for t in terms) + ")"

@@ -6,16 +6,18 @@ to *similar* inputs that are known to be right. This index keeps such answers (w
 key -- an example of one step is never a demonstration for another -- and answers two questions:
 
 * :meth:`ExampleIndex.search`: the ``k`` examples of a step most similar to a query (the text
-  :func:`~modelladder.learning.example_query.step_query` makes of a conversation), by BM25 over
-  an FTS5 table (SQLite's own ``bm25()``, no dependency) or by cosine over MiniLM sentence
-  embeddings (the ``retrieval`` extra). ``exclude_ids`` keeps an example out of its own prompt
-  (evaluations must not see the answer they are scored on).
+  :func:`~modelladder.learning.example_query.step_query` makes of a conversation), by BM25
+  (FTS5's formula, scored in memory over the key's postings by :mod:`.example_bm25`; the text
+  stays in an FTS5 table) or by cosine over MiniLM sentence embeddings (the ``retrieval``
+  extra); both keep a key's data in memory from its first search until a write.
+  ``exclude_ids`` keeps an example out of its own prompt (evaluations must not see the answer
+  they are scored on).
 * :meth:`ExampleIndex.memo`: an example with exactly the same normalised input
   (:func:`~modelladder.learning.example_query.input_digest`), newest first: an answer memo.
 
 Distances, smaller is closer, so one ``max_distance`` reads the same way for both embedders:
-``bm25``: ``score = -bm25()`` (SQLite's bm25 is negative, more negative is better) and
-``distance = 1 / (1 + score)``, in (0, 1]; ``minilm``: ``score = cos`` and ``distance = 1 - cos``.
+``bm25``: ``score`` is the BM25 score (FTS5's ``-bm25()``) and ``distance = 1 / (1 + score)``,
+in (0, 1]; ``minilm``: ``score = cos`` and ``distance = 1 - cos``.
 
 The index is derived data, so bad input is rebuilt, never trusted: a file embedded by another
 model (or with another tokenisation) is cleared on open, and a corrupt file is moved aside
@@ -42,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from modelladder.learning.example_bm25 import Bm25, Vocabulary, largest
 from modelladder.learning.example_embed import DIM, MINILM_NAME, EmbedderUnavailable, MiniLM, package_version
-from modelladder.learning.example_fts import BM25_VERSION, fts_text, ktok, match
+from modelladder.learning.example_fts import BM25_VERSION, fts_text, ktok
 from modelladder.traces.paths import data_dir
 
 __all__ = [
@@ -152,6 +155,9 @@ class ExampleIndex:
         self._lock = threading.RLock()
         self._minilm: MiniLM | None = None
         self._cache: dict[str, tuple[builtins.list[str], builtins.list[int], np.ndarray]] = {}
+        self._sims: dict[str, np.ndarray] = {}  # a preallocated similarity row per cached matrix
+        self._bm25: dict[str, Bm25] = {}  # dropped with _cache on any write
+        self._vocab: dict[str, Vocabulary] = {}  # each text's term ids: outlives writes
         self._data_version = -1
         self.embedder = embedder or "bm25"
         self._pid = os.getpid()
@@ -291,7 +297,7 @@ class ExampleIndex:
         if os.getpid() != self._pid:  # inherited across fork(): never use the parent's connection
             self._pid = os.getpid()
             self._conn = self._open()
-            self._cache.clear()
+            self._invalidate()
         return self._conn
 
     @contextmanager
@@ -307,7 +313,7 @@ class ExampleIndex:
                     conn.execute("ROLLBACK")
                 raise
             finally:
-                self._cache.clear()  # what this connection wrote; other writers: data_version
+                self._invalidate()  # what this connection wrote; other writers: data_version
 
     @property
     def needs_rebuild(self) -> bool:
@@ -321,7 +327,13 @@ class ExampleIndex:
             if self._conn is not None and os.getpid() == self._pid:
                 self._conn.close()
             self._conn = None
-            self._cache.clear()
+            self._invalidate()
+            self._vocab.clear()
+
+    def _invalidate(self) -> None:
+        self._cache.clear()
+        self._sims.clear()
+        self._bm25.clear()
 
     def __enter__(self) -> ExampleIndex:
         return self
@@ -450,20 +462,22 @@ class ExampleIndex:
         if self.embedder == "minilm":
             return self.search_vector(key, self.embed([query])[0], k, exclude_ids=exclude_ids,
                                       max_distance=max_distance)  # fmt: skip
-        fts_query = match(key, query)
-        if fts_query is None:
-            return []
-        excluded = json.dumps(sorted(set(exclude_ids)))
-        sql = (
-            f"SELECT {', '.join('e.' + c for c in _COLUMNS.split(', '))}, "
-            "-bm25(examples_fts, 0.0, 1.0) AS score FROM examples_fts JOIN examples e ON e.n = examples_fts.rowid "
-            "WHERE examples_fts MATCH ? AND e.id NOT IN (SELECT value FROM json_each(?)) "
-            "ORDER BY bm25(examples_fts, 0.0, 1.0), e.n DESC LIMIT ?"
-        )
+        excluded = set(exclude_ids)
         with self._lock:
-            rows = self._db.execute(sql, (fts_query, excluded, k)).fetchall()
-        hits = [Hit(_example(r), float(r["score"]), 1.0 / (1.0 + max(float(r["score"]), 0.0))) for r in rows]
-        return [h for h in hits if max_distance is None or h.distance <= max_distance]
+            bm25 = self._scorer(key)
+            top = bm25.top(query, k, excluded)
+            if max_distance is not None:
+                top = [(i, s) for i, s in top if 1.0 / (1.0 + s) <= max_distance]
+            if not top:
+                return []
+            found = [(int(bm25.ns[i]), s) for i, s in top]
+            rows = self._fetch([n for n, _ in found])
+        return [Hit(rows[n], s, 1.0 / (1.0 + s)) for n, s in found if n in rows]
+
+    def _fetch(self, ns: Sequence[int]) -> dict[int, Example]:
+        marks = ",".join("?" for _ in ns)
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM examples WHERE n IN ({marks})", list(ns))
+        return {int(r["n"]): _example(r) for r in rows.fetchall()}
 
     def search_vector(self, key: str, vector: np.ndarray, k: int = 3, *, exclude_ids: Iterable[str] = (),
                       max_distance: float | None = None) -> builtins.list[Hit]:  # fmt: skip
@@ -475,27 +489,43 @@ class ExampleIndex:
             ids, ns, mat = self._matrix(key)
             if not ids or k <= 0:
                 return []
-            sims = mat @ np.asarray(vector, dtype=np.float32)
-            want = min(len(ids), k + len(excluded))
-            top = np.argpartition(-sims, want - 1)[:want] if want < len(ids) else np.arange(len(ids))
-            top = top[np.argsort(-sims[top], kind="stable")]
+            n = len(ids)
+            sims = np.dot(mat, np.asarray(vector, dtype=np.float32), out=self._sims[key])
+            want = min(n, k + len(excluded))
+            top = np.sort(largest(sims, want))
+            top = top[np.argsort(-sims[top], kind="stable")]  # ties: the older first
             chosen = [int(i) for i in top if ids[int(i)] not in excluded][:k]
             if max_distance is not None:
                 chosen = [i for i in chosen if 1.0 - float(sims[i]) <= max_distance]
             if not chosen:
                 return []
-            marks = ",".join("?" for _ in chosen)
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM examples WHERE n IN ({marks})",
-                                    [ns[i] for i in chosen]).fetchall()  # fmt: skip
-        by_n = {r["n"]: _example(r) for r in rows}
-        return [Hit(by_n[ns[i]], float(sims[i]), 1.0 - float(sims[i])) for i in chosen if ns[i] in by_n]
+            found = [(ns[i], float(sims[i])) for i in chosen]  # sims is reused: read it under the lock
+            by_n = self._fetch([n for n, _ in found])
+        return [Hit(by_n[n], s, 1.0 - s) for n, s in found if n in by_n]
+
+    def _fresh(self) -> None:
+        """Drop the in-memory caches when another connection committed since the last look."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._data_version:
+            self._invalidate()
+            self._data_version = version
+
+    def _scorer(self, key: str) -> Bm25:
+        """The key's BM25 postings, cached until this or another connection writes."""
+        self._fresh()
+        cached = self._bm25.get(key)
+        if cached is None:
+            rows = self._db.execute(
+                "SELECT n, id, query FROM examples WHERE key = ? ORDER BY n", (key,)
+            ).fetchall()
+            vocab = self._vocab.setdefault(key, Vocabulary())
+            cached = Bm25([r[1] for r in rows], [r[0] for r in rows], [r[2] for r in rows], vocab)
+            self._bm25[key] = cached
+        return cached
 
     def _matrix(self, key: str) -> tuple[builtins.list[str], builtins.list[int], np.ndarray]:
         """The key's ids and vectors, cached until this or another connection writes."""
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        if version != self._data_version:  # another connection committed since the last look
-            self._cache.clear()
-            self._data_version = version
+        self._fresh()
         cached = self._cache.get(key)
         if cached is None:
             rows = self._db.execute(
@@ -505,6 +535,7 @@ class ExampleIndex:
             mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), DIM)
             cached = ([r[0] for r in rows], [int(r[1]) for r in rows], mat)
             self._cache[key] = cached
+            self._sims[key] = np.empty(len(rows), dtype=np.float32)
         return cached
 
     def stats(self) -> dict[str, Any]:

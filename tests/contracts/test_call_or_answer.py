@@ -12,6 +12,7 @@ import pytest
 from modelladder import Ladder, Step
 from modelladder.backends.scripted import ScriptedBackend
 from modelladder.contracts import Answer, Check, ContractError, JsonSchema, ToolCalls, contract_from_spec
+from modelladder.contracts.tools import ANSWER_STRING_CAP
 from modelladder.ladder.loops import LOOP_REASON, answered_calls, repeated_calls
 from modelladder.ladder.outcome import Attempt, Confidence
 from modelladder.ladder.policy import Policy, judge
@@ -168,7 +169,10 @@ def test_a_forced_call_that_repeats_falls_back_to_the_other_tools() -> None:
 
     def tiny(call: Any) -> str:
         names = [t["name"] for t in call.contract.tools]
-        return CALL if "get_weather" in names else FINAL_CALL
+        if "get_weather" in names:
+            return CALL
+        assert call.contract.string_cap == ANSWER_STRING_CAP  # the forced call cannot ramble
+        return FINAL_CALL
 
     lad = Ladder(FLEET, backends={"tiny": ScriptedBackend("tiny", tiny),
                                   "small": ScriptedBackend.replaying("small", [gen(CALL)]),

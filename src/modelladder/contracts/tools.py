@@ -212,6 +212,9 @@ class ToolCalls(Contract):
     allow_no_call: bool = False
     tool_choice: str | dict[str, Any] = "auto"
     answer: bool | JsonSchema = False
+    # Decoding only: free strings of the arguments at most this long (the loop guard's forced
+    # call); validation applies the tools' schemas as declared. Not part of the digest.
+    string_cap: int | None = None
     kind: str = field(default="tool_calls", init=False)
 
     _allowed: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -324,7 +327,8 @@ class ToolCalls(Contract):
         if not tools:
             raise ContractError(f"none of the tools {sorted(keep)} is declared by this step")
         return ToolCalls(tools, parallel=self.parallel, allow_no_call=self.allow_no_call,
-                         tool_choice=self.tool_choice, answer=self.answer, checks=self.checks)  # fmt: skip
+                         tool_choice=self.tool_choice, answer=self.answer, string_cap=self.string_cap,
+                         checks=self.checks)  # fmt: skip
 
     def decision_contract(self, messages: Sequence[dict[str, Any]]) -> ToolCalls | None:
         """For a local decoder, the contract that makes the call-or-answer decision in the
@@ -373,6 +377,8 @@ class ToolCalls(Contract):
         options = []
         for i, tool in enumerate(self._tools_allowed() if tools is None else tools):
             params = closed_for_grammar(tool["parameters"])
+            if self.string_cap is not None:
+                params = _cap_strings(params, self.string_cap)
             if _uses_refs(params):  # local refs resolve against the root: move the schema there
                 key = f"tool{i}"
                 defs[key] = _hoist_refs(params, key)

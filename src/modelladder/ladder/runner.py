@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
-from modelladder.contracts.tools import ToolCalls
+from modelladder.contracts.tools import ANSWER_STRING_CAP, ToolCalls
 from modelladder.ladder.gate import Gate, GateVerdict
 from modelladder.ladder.keys import step_key
 from modelladder.ladder.loops import LOOP_REASON, repeated_calls
@@ -81,7 +81,11 @@ def _loop_fallback_contract(contract: Any, attempts: list[Attempt], prompt: list
     repeated = {n for a in attempts if a.repeated_call and isinstance(a.value, list)
                 for n in repeated_calls(a.value, prompt)}  # fmt: skip
     rest = [t["name"] for t in contract.tools if t["name"] not in repeated]
-    return contract.offering(rest) if repeated and rest else None
+    if not (repeated and rest):
+        return None
+    # measured: SmolLM2 and Gemma, pushed onto pydantic-ai's final_result, wrote its answer
+    # string until max_tokens; capped strings (decoding only) let the call close
+    return dataclasses.replace(contract.offering(rest), string_cap=ANSWER_STRING_CAP)
 
 
 def _draw(run_id: str) -> float:

@@ -323,3 +323,31 @@ def test_cli_unwritable_out_and_reference_run(cli, tmp_path):
             "--out", str(tmp_path / "ok"))  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "100.0%" in r.output
+
+
+def test_agent_report_plots_are_drawn_in_chromium(tmp_path):
+    """report.html of a loops run with an online curve: every plot drawn by a real browser."""
+    from tests.bench.test_bench_report import _chromium
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip(
+            "chromium is not installed (Debian: apt-get install -y chromium); cannot render report.html"
+        )
+    out = run_agent(_cfg(tmp_path, suite="loops", online=True, update_every=1, limit=3))
+    report = out.out_dir / "report.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,3000"]  # fmt: skip
+    import re
+    import subprocess
+
+    dom = subprocess.run([exe, *flags, "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    plots = re.findall(r'<svg class="plot" data-plot="([\w-]+)"', report.read_text())
+    assert {"cost-quality", "latency", "learning-curve"} <= set(plots), plots
+    m = re.search(r'<body[^>]*data-plots-drawn="(\d+)"', dom.stdout)
+    assert m and int(m.group(1)) == len(plots), "the page's load script did not draw every plot"
+    drawn = dict(re.findall(r'data-plot="([\w-]+)"[^>]*data-drawn="(\d+)"', dom.stdout))
+    assert all(int(drawn[p]) > 0 for p in plots), drawn

@@ -327,9 +327,9 @@ def test_cli_unwritable_out_and_reference_run(cli, tmp_path):
 
 def test_agent_report_plots_are_drawn_in_chromium(tmp_path):
     """report.html of a loops run with an online curve: every plot drawn by a real browser."""
-    from tests.bench.test_bench_report import _chromium
+    from tests.support.bench import chromium
 
-    exe = _chromium()
+    exe = chromium()
     if exe is None:
         pytest.skip(
             "chromium is not installed (Debian: apt-get install -y chromium); cannot render report.html"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -16,17 +15,10 @@ from modelladder.bench.runner import BenchConfig, run_bench  # noqa: E402
 from tests.support.bench import (
     FLEET_TOML,  # noqa: E402
     bfcl_backend,  # noqa: E402
+    chromium,  # noqa: E402
 )
 
 PLOTS = ("cost-quality", "latency", "escalations")
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +71,7 @@ def test_report_without_sweep_still_renders():
 
 
 def test_report_plots_are_drawn_in_chromium(sweep_run, tmp_path):
-    exe = _chromium()
+    exe = chromium()
     if exe is None:
         pytest.skip(
             "chromium is not installed (Debian: apt-get install -y chromium); cannot render report.html"

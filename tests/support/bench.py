@@ -162,3 +162,14 @@ def exploding_backend() -> ScriptedBackend:
         raise ZeroDivisionError("scripted crash")
 
     return ScriptedBackend("exploding", handler)
+
+
+def chromium() -> str | None:
+    """A headless-capable Chromium on PATH, or ``None`` (the report tests then skip)."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None

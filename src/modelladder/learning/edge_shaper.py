@@ -109,10 +109,9 @@ class EdgeShaper:
         contract = req.step.contract
         narrowed = None
         if pol.max_tools and isinstance(contract, ToolCalls) and len(contract.tools) > pol.max_tools:
-            # the tools the examples use are kept too: they are evidence of what the request needs
-            keep = called_tools(demos) + [str(c.get("name")) for h in hits if isinstance(h.example.value, list)
-                                          for c in h.example.value if isinstance(c, dict)]  # fmt: skip
-            names = select_tools(contract.tools, convo, pol.max_tools, keep=keep)
+            # the tools the examples use (their calls and answers, all tool_calls in the demos)
+            # are kept too: they are evidence of what the request needs
+            names = select_tools(contract.tools, convo, pol.max_tools, keep=called_tools(demos))
             narrowed = contract.offering(names)
             applied["tools"] = names
         # the examples go just before the current request: the system text, the tool list and

@@ -93,14 +93,13 @@ def _index_from(cfg: Any, store: Any, step_name: str) -> tuple[Any, dict[str, st
     item_of = {str(r["run_id"]): str(r["item"]) for r in records.values() if r.get("run_id")}
     if not item_of:
         raise BenchInputError(f"--examples-from {src}: no recorded steps in {RESULTS}")
-    index = ExampleIndex(Path(cfg.out_dir) / f"examples-{cfg.index}.sqlite", embedder=cfg.index)
-    index.delete_key(step_name)
     examples = [e for e in examples_from_store(store, step_name) if e.id in item_of]
-    index.add_many(examples)
     if not examples:
         raise BenchInputError(
             f"--examples-from {src}: none of its {len(item_of)} steps is a verified answer in the trace store "
             f"(was it run with traces, into the same --db?)"
         )
+    index = ExampleIndex(Path(cfg.out_dir) / f"examples-{cfg.index}.sqlite", embedder=cfg.index)
+    index.replace(examples, keys=[step_name])  # one transaction: rebuilt on every start
     return index, item_of, {"examples_from": str(src), "examples_source_run": run.get("name"),
                             "examples_indexed": len(examples), "index": cfg.index}  # fmt: skip

@@ -67,6 +67,14 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
             f'rung {rung.name!r}: `ground_strings` narrows local decoding and needs backend = "llamacpp"; '
             "remove it from this rung"
         )
+    if (
+        isinstance(rung.prompt_cache_mb, bool)
+        or not isinstance(rung.prompt_cache_mb, int)
+        or rung.prompt_cache_mb < 0
+    ):
+        raise FleetError(
+            f"rung {rung.name!r}: `prompt_cache_mb` must be a whole number of MiB >= 0 (0 turns the prompt cache off)"
+        )
     if not isinstance(rung.params, int) or rung.params <= 0:
         raise FleetError(f"rung {rung.name!r}: `params` must be a positive integer (parameter count)")
     return rung

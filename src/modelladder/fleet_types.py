@@ -106,6 +106,8 @@ class Rung:
     ground_strings: bool = (
         False  # llamacpp: free string values (tool arguments, JSON fields) copied from the user text
     )
+    # llamacpp: host RAM (MiB) for saved prompt states of interleaved conversations; 0: off
+    prompt_cache_mb: int = 2048
     latency_s: float | None = None  # reference rung: simulated latency
     source: str = ""  # where a price/latency figure was taken from
 

@@ -26,6 +26,12 @@ import numpy as np
 from modelladder.backends.adapters import load_adapter, set_adapter
 from modelladder.backends.base import BackendError, Generation, GenerationParams, safe_prefix_len
 from modelladder.backends.loaded_model import LoadedModel, load_model
+from modelladder.backends.prompt_cache import (
+    DEFAULT_BUDGET_MB,
+    common_prefix,
+    restore_sequence,
+    save_sequence,
+)
 from modelladder.backends.prompting import prepare_messages, render_transcript
 from modelladder.contracts.checks import user_text
 
@@ -53,11 +59,17 @@ class LlamaCppBackend:
         prompt_format: str = "chat_template",
         adapter: str | None = None,
         ground_strings: bool = False,
+        prompt_cache_mb: int = DEFAULT_BUDGET_MB,
     ):
         self.name = name
         self.model = model
         self.adapter = adapter
         self.ground_strings = ground_strings
+        # The cache lives on the shared model; its budget is the largest any rung asks for,
+        # and a rung with 0 neither saves nor restores (today's single working sequence).
+        self.use_prompt_cache = prompt_cache_mb > 0
+        with model.lock:
+            model.prompt_cache.budget_bytes = max(model.prompt_cache.budget_bytes, prompt_cache_mb << 20)
         if prompt_format == "chat_template" and model.formatter is None:
             prompt_format = "few_shot"  # no template in the GGUF: a base model
         self.prompt_format = prompt_format
@@ -76,6 +88,7 @@ class LlamaCppBackend:
             rung.prompt_format,
             rung.adapter,
             ground_strings=rung.ground_strings,
+            prompt_cache_mb=rung.prompt_cache_mb,
         )
 
     def preload(self) -> None:
@@ -134,18 +147,63 @@ class LlamaCppBackend:
         matcher.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
         return np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.model.n_vocab].astype(bool)
 
-    # -- KV cache -------------------------------------------------------------------------
-    def _feed_prompt(self, tokens: list[int]) -> int:
-        """Evaluate the prompt, reusing the longest prefix already in the KV cache.
-        Returns how many prompt tokens were reused."""
+    # -- KV cache ---------------------------------------------------------------------------
+    def _feed_prompt(self, tokens: list[int]) -> tuple[int, dict[str, int]]:
+        """Evaluate the prompt, reusing the longest prefix already in the KV cache or, when a
+        saved state of another conversation shares more of it, restoring that state first
+        (:mod:`.prompt_cache`). Returns how many prompt tokens were not evaluated, and what
+        the prompt cache did (``restored`` tokens, ``saved`` 0/1, ``failed`` 0/1)."""
         llm = self.model.llm
-        cached = llm.input_ids[: llm.n_tokens]
-        n = min(len(cached), len(tokens) - 1)  # always evaluate >= 1 token to get fresh logits
-        same = np.asarray(cached[:n]) == np.asarray(tokens[:n], dtype=np.intc)
-        prefix = int(n if same.all() else np.argmin(same))
+        target = np.asarray(tokens, dtype=np.intc)
+        usable = target[: len(tokens) - 1]  # always evaluate >= 1 token to get fresh logits
+        prefix = common_prefix(np.asarray(llm.input_ids[: llm.n_tokens]), usable)
+        info = {"restored": 0, "saved": 0, "failed": 0}
+        cache = self.model.prompt_cache
+        if self.use_prompt_cache and cache.enabled:
+            entry, shared = cache.longest(usable, self.adapter)
+            restore = entry is not None and shared >= prefix + cache.min_gain
+            # Prompt tokens of the working sequence this prompt would overwrite (a generated
+            # tail that re-renders differently is not worth a copy of the whole state).
+            lost = min(int(llm.n_tokens), cache.resident_prompt) - prefix
+            if restore or lost >= cache.min_gain:
+                # The working sequence is about to be overwritten: keep it for its next hop.
+                info["saved"] = int(self._save_resident())
+            if restore and entry is not None:
+                if restore_sequence(llm._ctx.ctx, entry):
+                    llm.input_ids[: len(entry.tokens)] = entry.tokens
+                    llm.n_tokens = len(entry.tokens)
+                    prefix = shared
+                    info["restored"] = shared
+                    cache.stats.hits += 1
+                    cache.stats.restored_tokens += shared
+                else:  # incompatible state: evaluate the prompt instead, and say so
+                    cache.discard(entry)
+                    cache.stats.restore_failures += 1
+                    info["failed"] = 1
+                    prefix = 0
+            else:
+                cache.stats.misses += 1
         llm.n_tokens = prefix
         llm.eval(tokens[prefix:])
-        return prefix
+        cache.resident_prompt = len(tokens)
+        return prefix, info
+
+    def _save_resident(self) -> bool:
+        """Save the working sequence's state to the prompt cache, unless it holds nothing
+        worth keeping or a state covering it is saved already."""
+        llm = self.model.llm
+        cache = self.model.prompt_cache
+        n = int(llm.n_tokens)
+        if n < cache.min_gain:
+            return False
+        resident = np.asarray(llm.input_ids[:n], dtype=np.intc)
+        if cache.covers(resident, self.model.active_adapter):
+            return False
+        ctx = llm._ctx.ctx
+        # cells past n_tokens (an unfinished evaluation) are not part of this prompt
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, n, -1)
+        state = save_sequence(ctx, resident, self.model.active_adapter)
+        return state is not None and cache.put(state)
 
     def _logits(self) -> np.ndarray:
         llm = self.model.llm
@@ -178,6 +236,10 @@ class LlamaCppBackend:
         second.completion_tokens += first.completion_tokens
         second.latency_s += first.latency_s
         second.raw["declined_first"] = first.text
+        second.raw["prompt_cache"] = {
+            k: first.raw["prompt_cache"][k] + second.raw["prompt_cache"][k]
+            for k in second.raw["prompt_cache"]
+        }
         return second
 
     def _generate(
@@ -195,7 +257,7 @@ class LlamaCppBackend:
         max_new = min(params.max_tokens, n_ctx - len(tokens) - 1)
         matcher = self._matcher(contract, messages)
         self._select_adapter()
-        reused = self._feed_prompt(tokens)
+        reused, cache_info = self._feed_prompt(tokens)
         rng = np.random.default_rng(params.seed)
         out: list[int] = []
         logprobs: list[float] = []
@@ -276,6 +338,7 @@ class LlamaCppBackend:
             token_logprobs=logprobs,
             free=free,
             cached_prompt_tokens=reused,
+            raw={"prompt_cache": cache_info},
         )
 
     @staticmethod
@@ -305,4 +368,6 @@ class LlamaCppBackend:
         """Activate this rung's LoRA adapter (or none) on the shared model."""
         if self.model.active_adapter == self.adapter:
             return
+        if self.use_prompt_cache and self.model.prompt_cache.enabled:
+            self._save_resident()  # computed under the old adapter, kept under its name
         set_adapter(self.model, self.adapter)

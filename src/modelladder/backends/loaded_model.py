@@ -24,6 +24,7 @@ import numpy as np
 
 from modelladder.backends.base import BackendError
 from modelladder.backends.llamacpp_probe import ProbeCrash, ensure_runs
+from modelladder.backends.prompt_cache import PrefixLRU
 
 __all__ = ["LoadedModel", "load_model"]
 
@@ -45,6 +46,8 @@ class LoadedModel:
     active_adapter: str | None = None
     # per token: does its text contain a letter or digit? (computed by load_model)
     wordy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # saved prompt states of other conversations (budget: the largest any rung on it asks)
+    prompt_cache: PrefixLRU = field(default_factory=lambda: PrefixLRU(budget_bytes=0))
 
 
 _LOADED: dict[tuple[str, int, int], LoadedModel] = {}

@@ -109,10 +109,14 @@ def message_for(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
     return {"role": "assistant", "content": text, "refusal": None}, finish
 
 
-def usage_for(result: Resolved | Unresolved) -> dict[str, int]:
-    """Tokens of every attempt: what the request consumed, escalations included."""
+def usage_for(result: Resolved | Unresolved) -> dict[str, Any]:
+    """Tokens of every attempt: what the request consumed, escalations included, with the
+    prompt tokens that were reused from a cache rather than evaluated (OpenAI's
+    ``prompt_tokens_details.cached_tokens``)."""
     p, c = result.prompt_tokens, result.completion_tokens
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    cached = sum(a.cached_prompt_tokens for a in result.attempts)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": cached}}  # fmt: skip
 
 
 def completion_body(result: Resolved, plan: Plan) -> dict[str, Any]:

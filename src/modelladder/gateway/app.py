@@ -281,7 +281,7 @@ class Gateway:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody, "description": d}
     for s, d in {
-        400: "Malformed request, invalid schema, unknown tool in tool_choice",
+        400: "Malformed request, invalid schema, unknown tool in tool_choice, functions mixed with tools",
         401: "Missing or wrong API key",
         403: "No API key configured and the client is not on loopback",
         404: "Unknown model or run",

@@ -5,7 +5,9 @@ is what clients read and what the schemathesis fuzz test generates requests from
 request field of the wrong type is rejected here, with a 400 that names the field, before
 any model runs. Unknown top-level fields are refused as OpenAI refuses them (a typo must
 not silently change behaviour); fields we accept but cannot honour are listed in
-``IGNORED_FIELDS`` and documented.
+``IGNORED_FIELDS`` and documented. The legacy ``functions``/``function_call`` pair and
+``role: "function"`` messages are declared here and translated by
+:mod:`modelladder.gateway.legacy`.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ NAME_PATTERN = r"^[a-zA-Z0-9_.-]{1,64}$"
 # Accepted for compatibility, not used (each request records the ones it set, in the trace's
 # ``ignored`` tag and the ``x-modelladder-ignored`` header): sampling knobs the ladder does not
 # expose (decoding is greedy by default so that a failed small model fails the same way again),
-# provider features (caching, storage, tiers, moderation, web search, audio, predicted output)
-# and the legacy ``functions``/``function_call`` pair (send ``tools``).
+# and provider features (caching, storage, tiers, moderation, web search, audio, predicted
+# output). The legacy ``functions``/``function_call`` pair is honoured (see gateway/legacy.py).
 IGNORED_FIELDS = (
     "frequency_penalty", "presence_penalty", "top_p", "logit_bias", "logprobs", "top_logprobs",
     "store", "service_tier", "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity",
-    "audio", "function_call", "functions", "modalities", "moderation", "prediction", "prompt_cache_options",
+    "audio", "modalities", "moderation", "prediction", "prompt_cache_options",
     "prompt_cache_retention", "web_search_options",
 )  # fmt: skip
 
@@ -61,11 +63,15 @@ class ToolCallIn(_Open):
 
 
 class ChatMessage(_Open):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    """``function`` (a result, with ``name``) and an assistant ``function_call`` are the legacy
+    forms of ``tool`` and ``tool_calls``; the gateway translates them before the ladder runs."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    function_call: ToolCallFunction | None = None
 
 
 class FunctionDef(_Open):
@@ -128,6 +134,9 @@ class ChatCompletionRequest(BaseModel):
     tools: list[ToolDef] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    # legacy function calling, translated to tools/tool_choice (see gateway/legacy.py)
+    functions: list[FunctionDef] | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
     response_format: ResponseFormat | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -153,8 +162,6 @@ class ChatCompletionRequest(BaseModel):
     safety_identifier: str | None = None
     verbosity: str | None = None
     audio: dict[str, Any] | None = None
-    function_call: str | dict[str, Any] | None = None
-    functions: list[dict[str, Any]] | None = None
     modalities: list[Literal["text", "audio"]] | None = None
     moderation: dict[str, Any] | str | bool | None = None
     prediction: dict[str, Any] | None = None
@@ -205,12 +212,13 @@ class AssistantMessage(BaseModel):
     content: str | None
     refusal: str | None = None
     tool_calls: list[ToolCallOut] | None = None
+    function_call: ToolCallFunction | None = None  # instead of tool_calls, for a legacy request
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length", "tool_calls"]
+    finish_reason: Literal["stop", "length", "tool_calls", "function_call"]
     logprobs: None = None
 
 

@@ -7,7 +7,9 @@ escalate; streaming tokens as they come would hand the agent text that is later 
 away. So a buffered stream is the validated answer cut into chunks, and a failed run still
 gets a real status code (422/503) instead of an error in the middle of a 200 stream. The
 exception is free text that no later check can reject (``Plan.streams_live``): that goes
-out as decoded, through :class:`LiveStream`.
+out as decoded, through :class:`LiveStream`. A legacy ``functions`` request gets its call
+as ``message.function_call`` (``delta.function_call`` when streamed), see
+:mod:`modelladder.gateway.legacy`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from modelladder.contracts.tools import OPEN, Answer
 from modelladder.gateway.errors import APIError
+from modelladder.gateway.legacy import legacy_message
 from modelladder.gateway.translate import Plan
 from modelladder.ladder.outcome import Resolved, Unresolved
 
@@ -62,7 +65,13 @@ def _apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 
 def message_for(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
-    """The assistant message and ``finish_reason`` for an accepted result."""
+    """The assistant message and ``finish_reason`` for an accepted result (in the legacy
+    ``function_call`` shape when the request sent ``functions``)."""
+    message, finish = _modern_message(result, plan)
+    return legacy_message(message, finish) if plan.legacy else (message, finish)
+
+
+def _modern_message(result: Resolved, plan: Plan) -> tuple[dict[str, Any], str]:
     accepted = result.accepted
     if plan.kind == "tools" and isinstance(result.value, Answer):  # "auto": the model answered
         answer = result.value
@@ -152,7 +161,12 @@ def stream_chunks(result: Resolved, plan: Plan, words_per_chunk: int = 4) -> Ite
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return _sse({**base, "choices": [choice], **usage})
 
-    yield chunk({"role": "assistant", "content": "" if message.get("tool_calls") is None else None})
+    calls = message.get("tool_calls") is not None or message.get("function_call") is not None
+    yield chunk({"role": "assistant", "content": None if calls else ""})
+    if message.get("function_call") is not None:  # legacy: name first, then the arguments
+        fn = message["function_call"]
+        yield chunk({"function_call": {"name": fn["name"], "arguments": ""}})
+        yield chunk({"function_call": {"arguments": fn["arguments"]}})
     for i, call in enumerate(message.get("tool_calls") or []):
         fn = call["function"]
         head = {

@@ -5,7 +5,9 @@ The contract is *derived* from the request, never configured on the server: ``to
 ``tool_choice`` become :class:`~modelladder.contracts.ToolCalls` (``auto``: call or answer,
 the answer shaped by ``response_format`` when one is given), ``response_format`` alone
 becomes :class:`~modelladder.contracts.JsonSchema`, anything else is free text. That is
-what lets an unmodified agent get contract-checked, smallest-first execution.
+what lets an unmodified agent get contract-checked, smallest-first execution. A request in
+the legacy ``functions``/``function_call`` form is first moved to ``tools`` (see
+:mod:`modelladder.gateway.legacy`) and marked ``Plan.legacy`` for the answer's shape.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from modelladder.backends.base import GenerationParams
 from modelladder.contracts import ContractError, JsonSchema, ToolCalls
 from modelladder.contracts.base import Contract
 from modelladder.fleet import Fleet, Rung
+from modelladder.gateway import legacy
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.schemas import (
     IGNORED_FIELDS,
@@ -59,6 +62,7 @@ class Plan:
     stop: list[str]
     stream: bool
     include_usage: bool
+    legacy: bool = False  # answer with message.function_call (the request sent ``functions``)
 
     @property
     def streams_live(self) -> bool:
@@ -200,17 +204,19 @@ def _messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
                         "unsupported_content",
                         param=f"messages[{i}].content",
                     )
-        elif m.content is None and m.role != "assistant":
+        elif m.content is None and m.role not in ("assistant", "function"):
             raise APIError(
                 400, f"messages[{i}]: a {m.role} message needs content", "missing_content",
                 param=f"messages[{i}].content",
             )  # fmt: skip
         out.append(m.model_dump(exclude_none=True, mode="json"))
-    return out
+    return legacy.modern_messages(out)
 
 
-def _tags(req: ChatCompletionRequest) -> dict[str, str]:
+def _tags(req: ChatCompletionRequest, is_legacy: bool) -> dict[str, str]:
     tags = {"via": "gateway", "model": req.model}
+    if is_legacy:  # the trace holds the translated request; this says how it came in
+        tags["api"] = "functions"
     if req.user:
         tags["user"] = req.user[:256]
     meta = req.metadata or {}
@@ -231,8 +237,15 @@ def plan(req: ChatCompletionRequest, fleet: Fleet, *, max_tokens_limit: int, def
     """Check the request beyond its types and turn it into a :class:`Plan` (or an APIError)."""
     if req.n not in (None, 1):
         raise APIError(400, "n must be 1: one validated answer per request", "invalid_value", param="n")
+    is_legacy = legacy.is_legacy(req)
+    req = legacy.modernize(req)
     target = resolve_model(fleet, req.model)
-    contract, kind = _contract(req)
+    try:
+        contract, kind = _contract(req)
+    except APIError as exc:
+        if is_legacy:  # the client sent functions/function_call: name those
+            raise legacy.rename_error(exc) from None
+        raise
     max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens
     if max_tokens > max_tokens_limit:
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
@@ -266,7 +279,7 @@ def plan(req: ChatCompletionRequest, fleet: Fleet, *, max_tokens_limit: int, def
         max_tokens=max_tokens, temperature=req.temperature or 0.0, seed=(req.seed or 0) % 2**63
     )
     return Plan(
-        step=step, policy=policy, params=params, messages=_messages(req), tags=_tags(req),
+        step=step, policy=policy, params=params, messages=_messages(req), tags=_tags(req, is_legacy),
         entry=eligible[0], kind=kind, stop=stop, stream=bool(req.stream),
-        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        include_usage=bool(req.stream_options and req.stream_options.include_usage), legacy=is_legacy,
     )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from modelladder import Ladder, Step
+from modelladder.backends.prompting import prepare_messages
 from modelladder.backends.scripted import ScriptedBackend
 from modelladder.contracts import Answer, Check, ContractError, JsonSchema, ToolCalls, contract_from_spec
 from modelladder.contracts.tools import ANSWER_STRING_CAP
@@ -95,10 +96,18 @@ def test_openai_request_spec_and_digest() -> None:
     assert TEXT.from_openai_message({"role": "assistant", "content": "Hi"}) == "Hi"
 
 
-def test_instructions_follow_the_turn() -> None:
-    first = TEXT.instructions_for([{"role": "user", "content": "weather?"}])
-    after = TEXT.instructions_for(_history({"city": "Paris"}))
-    assert "answer the user directly" in first and "Answer the user's question from them" in after
+def test_instructions_follow_the_turn_after_the_conversation() -> None:
+    first = [{"role": "user", "content": "weather?"}]
+    after = _history({"city": "Paris"})
+    # the system prompt is the same on every hop (the prompt cache's prefix)...
+    assert TEXT.instructions_for(first) == TEXT.instructions_for(after)
+    assert "answer the user directly" in TEXT.instructions_for(first)
+    # ...and what changes after the results comes last, inside the last turn
+    assert TEXT.turn_instructions(first) == ""
+    assert "Answer the user's question from them" in TEXT.turn_instructions(after)
+    shown = prepare_messages(after, TEXT)
+    assert shown[0] == prepare_messages(first, TEXT)[0]
+    assert shown[-1]["role"] == "tool" and shown[-1]["content"].endswith(TEXT.turn_instructions(after))
     assert TEXT.decision_contract([{"role": "user", "content": "x"}]) is not None
     assert TEXT.decision_contract(_history({"city": "Paris"})) is None
 

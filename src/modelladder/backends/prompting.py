@@ -43,7 +43,8 @@ def _json_or_str(s: Any) -> Any:
 
 def prepare_messages(messages: list[dict[str, Any]], contract: Contract | None) -> list[dict[str, str]]:
     """Plain ``{"role", "content"}`` messages with the contract's instructions merged into
-    the (first) system message. Tool results become user-visible ``tool`` turns."""
+    the (first) system message and its instructions for this hop appended to the last
+    message. Tool results become user-visible ``tool`` turns."""
     out: list[dict[str, str]] = []
     instructions = contract.instructions_for(messages) if contract is not None else ""
     rest = list(messages)
@@ -57,6 +58,9 @@ def prepare_messages(messages: list[dict[str, Any]], contract: Contract | None) 
         if role == "developer":
             role = "system"
         out.append({"role": role, "content": _content(m)})
+    turn = contract.turn_instructions(messages) if contract is not None else ""
+    if turn and out:  # after the conversation, inside its last turn: any chat template takes it
+        out[-1] = {"role": out[-1]["role"], "content": f"{out[-1]['content']}\n\n{turn}"}
     return out
 
 

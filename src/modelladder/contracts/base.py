@@ -122,6 +122,13 @@ class Contract(ABC):
         whose right move depends on the turn (call first, answer after the results) overrides it."""
         return self.instructions()
 
+    def turn_instructions(self, messages: Sequence[dict[str, Any]]) -> str:
+        """Instructions for this hop only, placed after the conversation (default none).
+        Anything that changes from hop to hop goes here rather than into the system prompt,
+        so every hop of a conversation shares the prompt prefix of the hop before it (the
+        local backends restore that prefix from their prompt cache instead of evaluating it)."""
+        return ""
+
     @abstractmethod
     def openai_request(self) -> dict[str, Any]:
         """Extra chat-completions request fields (``response_format`` or ``tools``...)."""

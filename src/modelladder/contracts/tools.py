@@ -585,19 +585,20 @@ class ToolCalls(Contract):
             f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
         )
 
-    def instructions_for(self, messages: Sequence[dict[str, Any]]) -> str:
+    def turn_instructions(self, messages: Sequence[dict[str, Any]]) -> str:
         """After tool results (the conversation ends with ``role: tool`` messages) a
         call-or-answer step is told to answer from them: the trained prompt pulls a small
         model into calling again, which is how agent loops never end. The grammar still
-        offers both branches; the loop guard catches a repeated call all the same."""
+        offers both branches; the loop guard catches a repeated call all the same. This comes
+        after the results, not in the system prompt, so the system prompt (and the prompt
+        cache's prefix) stays the same on every hop."""
         if not (self.answers and self.calls and messages and messages[-1].get("role") == "tool"):
-            return self.instructions()
+            return ""
         return (
-            "You are a helpful assistant. The results of the function calls you made are in the conversation. "
+            "The results of the function calls you made are above. "
             "Answer the user's question from them now. " + self._answer_instructions() + "\n"
             "Only if a different function call is still needed, write it instead as "
-            '<tool_call>[{"name": "func_name", "arguments": {...}}]</tool_call>\n\n'
-            f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
+            '<tool_call>[{"name": "func_name", "arguments": {...}}]</tool_call>'
         )
 
     def openai_request(self) -> dict[str, Any]:

@@ -17,7 +17,9 @@ import llama_cpp  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
 from modelladder.backends.adapters import set_adapter  # noqa: E402
-from modelladder.backends.llamacpp import load_model  # noqa: E402
+from modelladder.backends.base import GenerationParams  # noqa: E402
+from modelladder.backends.llamacpp import LlamaCppBackend, load_model  # noqa: E402
+from modelladder.backends.prompt_cache import PrefixLRU  # noqa: E402
 from modelladder.distill.errors import DistillError  # noqa: E402
 from modelladder.distill.export_gguf import export_adapter, llama_permute, validate_adapter  # noqa: E402
 from modelladder.distill.hf_base import load_base  # noqa: E402
@@ -157,3 +159,27 @@ def test_eval_refuses_an_adapter_llamacpp_cannot_load(tmp_path: Path, smol_path:
                 progress=False,
             )
         )
+
+
+def test_the_prompt_cache_never_restores_a_state_across_adapters(
+    lora: tuple[object, Path], smol_path: Path
+) -> None:
+    """A state computed under the adapter is never restored for the base model, nor the
+    reverse; each comes back under its own, with the same output as without a cache."""
+    _, path = lora
+    loaded = load_model(smol_path, n_ctx=1536)
+    loaded.prompt_cache = PrefixLRU(budget_bytes=0)
+    base = LlamaCppBackend("base", loaded, prompt_cache_mb=64)
+    tuned = LlamaCppBackend("tuned", loaded, adapter=str(path), prompt_cache_mb=64)
+    facts = " ".join(f"Item {i} costs {i * 3} euros." for i in range(60))
+    messages = [{"role": "system", "content": facts}, {"role": "user", "content": "What does item 7 cost?"}]
+    params = GenerationParams(max_tokens=12)
+    try:
+        first = [g.generate(messages, None, params) for g in (base, tuned)]
+        assert first[1].raw["prompt_cache"]["restored"] == 0  # the base state was not reused
+        again = [g.generate(messages, None, params) for g in (base, tuned)]
+        assert all(g.raw["prompt_cache"]["restored"] > 0 for g in again)  # each got its own back
+        assert [g.text for g in again] == [g.text for g in first]
+        assert {e.adapter for e in loaded.prompt_cache._entries.values()} == {None, str(path)}
+    finally:
+        set_adapter(loaded, None)

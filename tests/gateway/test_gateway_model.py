@@ -177,3 +177,27 @@ def test_modelladder_serve_command(tmp_path: Path) -> None:
         out = proc.communicate(timeout=15)[0].decode()
     assert "loopback" in out and f"http://127.0.0.1:{port}/v1" in out
     assert TraceStore(tmp_path / "traces.sqlite").count_runs() == 1
+
+
+def test_interleaved_conversations_restore_their_prefix_and_show_in_metrics(env: dict[str, Any]) -> None:
+    """Two agents alternating on one model: from its second hop on, each conversation's
+    prompt comes back from the prompt cache (usage and /metrics say so)."""
+    facts = " ".join(f"Fact {i}: box {i} holds {i * 11 % 17} marbles." for i in range(50))
+    convs = {
+        name: [{"role": "system", "content": f"You are {name}'s assistant. {facts}"}]
+        for name in ("Ann", "Bob")
+    }
+    cached: dict[str, list[tuple[int, int]]] = {name: [] for name in convs}
+    for hop in range(3):
+        for name, messages in convs.items():
+            messages.append({"role": "user", "content": f"Question {hop}: how many marbles in box {hop}?"})
+            r = env["client"].chat.completions.create(model="ladder", messages=messages, max_tokens=8)
+            messages.append({"role": "assistant", "content": r.choices[0].message.content or ""})
+            cached[name].append((r.usage.prompt_tokens_details.cached_tokens, r.usage.prompt_tokens))
+    for name, per_hop in cached.items():
+        assert all(c >= 0.9 * p for c, p in per_hop[1:]), (name, per_hop)
+    base_url = str(env["client"].base_url).removesuffix("/v1/")
+    metrics = httpx.get(base_url + "/metrics").text
+    hits = [line for line in metrics.splitlines() if line.startswith("modelladder_prompt_cache_hits_total{")]
+    assert hits and sum(float(line.rsplit(" ", 1)[1]) for line in hits) >= 4
+    assert "# TYPE modelladder_prompt_cache_hits_total counter" in metrics

@@ -26,7 +26,7 @@ from modelladder.backends.base import BackendError
 from modelladder.backends.llamacpp_probe import ProbeCrash, ensure_runs
 from modelladder.backends.prompt_cache import PrefixLRU
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "load_model", "loaded_models"]
 
 
 @dataclass
@@ -52,6 +52,12 @@ class LoadedModel:
 
 _LOADED: dict[tuple[str, int, int], LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
+
+
+def loaded_models() -> list[LoadedModel]:
+    """The models resident in this process (for ``/metrics``: their prompt caches)."""
+    with _LOAD_LOCK:
+        return list(_LOADED.values())
 
 
 def load_model(path: Path, n_ctx: int = 8192, n_threads: int | None = None) -> LoadedModel:

@@ -52,6 +52,18 @@ log = logging.getLogger("modelladder.gateway")
 ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics")
 
 
+def _prompt_caches() -> list[tuple[str, dict[str, int]]]:
+    """The prompt-cache counters of every model resident in this process (read at scrape time;
+    imported here so a gateway over remote rungs only never loads llama.cpp)."""
+    import sys
+
+    if "modelladder.backends.loaded_model" not in sys.modules:
+        return []
+    from modelladder.backends.loaded_model import loaded_models
+
+    return [(m.path.name, m.prompt_cache.stats.as_dict()) for m in loaded_models()]
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """Limits and switches. ``api_keys=None`` reads them from the environment / ``key_file``
@@ -89,7 +101,10 @@ class Gateway:
         self.queues = queueing.Queues(
             self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
         )
-        self.metrics = Metrics(lambda: [(q.name, q.waiting, q.running) for q in self.queues.all])
+        self.metrics = Metrics(
+            lambda: [(q.name, q.waiting, q.running) for q in self.queues.all],
+            _prompt_caches,
+        )
         self.limiter = anyio.CapacityLimiter(sum(q.concurrency for q in self.queues.all) + 2)
 
     # -- chat completions -------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from modelladder.ladder.outcome import Attempt
 
-__all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics"]
+__all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics", "ReadCounter"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -75,6 +75,26 @@ class Gauge(_Metric):
         return [f"{self.name}{_labels(self.labelnames, k)} {_num(v)}" for k, v in self.read()]
 
 
+class ReadCounter(Gauge):
+    """A counter kept elsewhere (a backend's prompt cache) and read at scrape time."""
+
+    kind = "counter"
+
+
+#: Prompt-cache counters per resident model: (metric suffix, CacheStats field, help).
+_CACHE_COUNTERS = (
+    ("hits_total", "hits", "Prompts that restored a saved conversation state, per model."),
+    ("misses_total", "misses", "Prompts that found no saved state better than the resident one, per model."),
+    (
+        "restored_tokens_total",
+        "restored_tokens",
+        "Prompt tokens restored from the cache instead of evaluated.",
+    ),
+    ("evictions_total", "evictions", "Saved states dropped to stay under the cache budget."),
+    ("restore_failures_total", "restore_failures", "Restores llama.cpp refused (the prompt was evaluated)."),
+)
+
+
 class Histogram(_Metric):
     kind = "histogram"
 
@@ -109,7 +129,13 @@ class Histogram(_Metric):
 class Metrics:
     """The gateway's metrics. ``queues`` is read at scrape time for the queue gauges."""
 
-    def __init__(self, queues: Callable[[], Iterable[tuple[str, int, int]]]):
+    def __init__(
+        self,
+        queues: Callable[[], Iterable[tuple[str, int, int]]],
+        caches: Callable[[], Iterable[tuple[str, dict[str, int]]]] = lambda: (),
+    ):
+        """``caches``: read at scrape time, ``(model file name, CacheStats.as_dict())`` per
+        resident model."""
         lock = threading.Lock()
         self.requests = Counter("modelladder_http_requests_total", "HTTP requests by route and status.",
                                 ("route", "status"), lock)  # fmt: skip
@@ -148,6 +174,15 @@ class Metrics:
             self.requests, self.request_latency, self.attempt_latency, self.attempts, self.escalations,
             self.contract_failures, self.runs, self.rejections, self.cancelled, self.depth, self.running,
         ]  # fmt: skip
+
+        def per_model(key: str) -> Callable[[], list[tuple[tuple[str, ...], float]]]:
+            return lambda: [((m,), float(stats[key])) for m, stats in caches()]
+
+        for suffix, key, help in _CACHE_COUNTERS:
+            self._all.append(ReadCounter(f"modelladder_prompt_cache_{suffix}", help, ("model",), lock,
+                                         per_model(key)))  # fmt: skip
+        self._all.append(Gauge("modelladder_prompt_cache_bytes", "Host RAM held by saved prompt states, per model.",
+                               ("model",), lock, per_model("bytes")))  # fmt: skip
 
     def on_attempt(self, attempt: Attempt) -> None:
         """Ladder hook: called in the worker thread after each attempt is judged."""

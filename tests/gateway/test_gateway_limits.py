@@ -119,6 +119,54 @@ def test_queue_hands_slots_over_in_order() -> None:
     asyncio.run(scenario())
 
 
+def test_the_resident_conversation_goes_first_but_nobody_is_passed_more_than_max_bypass() -> None:
+    async def scenario() -> None:
+        q = RungQueue("q", concurrency=1, max_waiting=10, max_bypass=2)
+        assert await acquire(q, 1.0, None, "A")  # conversation A holds the model
+        order: list[str] = []
+
+        async def waiter(key: str, tag: str) -> None:
+            assert await acquire(q, 5.0, None, key)
+            order.append(tag)
+            await asyncio.sleep(0)
+            q.release(0.01)
+
+        # B waits first, then four more hops of A arrive behind it
+        tasks = [asyncio.create_task(waiter("B", "B1"))]
+        await asyncio.sleep(0.001)
+        tasks += [asyncio.create_task(waiter("A", f"A{i}")) for i in range(2, 6)]
+        await asyncio.sleep(0.001)
+        q.release(0.01)
+        await asyncio.gather(*tasks)
+        # A goes first twice (B passed over twice, the bound), then B, then the rest of A
+        assert order == ["A2", "A3", "B1", "A4", "A5"]
+        assert q.preferred == 2 and q.running == 0 and q.waiting == 0
+
+    asyncio.run(scenario())
+
+
+def test_without_keys_the_queue_is_fifo() -> None:
+    async def scenario() -> None:
+        q = RungQueue("q", concurrency=1, max_waiting=10)
+        assert await acquire(q, 1.0, None)
+        order: list[int] = []
+
+        async def waiter(i: int) -> None:
+            assert await acquire(q, 5.0, None)
+            order.append(i)
+            q.release(0.01)
+
+        tasks = []
+        for i in range(4):
+            tasks.append(asyncio.create_task(waiter(i)))
+            await asyncio.sleep(0.001)
+        q.release(0.01)
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2, 3] and q.preferred == 0
+
+    asyncio.run(scenario())
+
+
 # -- authentication and limits -----------------------------------------------------------------
 
 KEY = "sk-test-0123456789abcdef"

@@ -42,7 +42,7 @@ from modelladder.gateway.schemas import (
     ModelCard,
     ModelList,
 )
-from modelladder.ladder.runner import BackendFactory, Ladder
+from modelladder.ladder.runner import BackendFactory, Ladder, derive_episode_id
 from modelladder.traces import TraceStore, TraceStoreError, UnknownRunError
 
 __all__ = ["Gateway", "GatewayConfig", "ROUTES", "create_app"]
@@ -116,11 +116,12 @@ class Gateway:
         )
         queue = self.queues.for_rung(plan.entry)
         budget = plan.policy.latency_budget_s
-        if not queue.try_acquire():
+        conversation = derive_episode_id(plan.messages)  # the queue prefers the resident one
+        if not queue.try_acquire(conversation):
             watcher = asyncio.ensure_future(_disconnected(request))
             try:
                 wait_s = min(budget, cfg.queue_timeout_s) if budget else cfg.queue_timeout_s
-                got = await queueing.acquire(queue, wait_s, watcher)
+                got = await queueing.acquire(queue, wait_s, watcher, conversation)
             except (queueing.QueueFull, queueing.QueueTimeout) as exc:
                 full = isinstance(exc, queueing.QueueFull)
                 self.metrics.rejections.inc(queue.name, "full" if full else "timeout")

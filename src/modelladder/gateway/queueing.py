@@ -8,12 +8,17 @@ from how long the rung takes, so a client backs off instead of hanging. Waiting 
 the event loop (no thread is held), which is what lets a client that disconnects while
 queued simply leave: its work was never started. Once started, a run holds its slot until
 the ladder finishes, escalations included (later rungs serialise on their own backends).
+
+Prefix-aware, with bounded unfairness: each waiter may carry a conversation key (the
+episode id). When a slot frees and several wait, a waiter of the conversation that just ran
+goes first (its prompt is still in the model's working sequence, so it skips even the cache's
+save and restore), but no waiter is passed over more than ``max_bypass`` times: FIFO order
+with a bounded exception, so no conversation starves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import deque
@@ -49,15 +54,27 @@ class QueueTimeout(Exception):
 
 
 @dataclass
+class _Waiter:
+    fut: asyncio.Future[None]
+    key: str | None
+    bypassed: int = 0  # how often a later waiter went first
+
+
+@dataclass
 class RungQueue:
-    """``concurrency`` requests run, up to ``max_waiting`` more wait in FIFO order."""
+    """``concurrency`` requests run, up to ``max_waiting`` more wait in FIFO order, except
+    that the conversation that ran last may go first (at most ``max_bypass`` times ahead of
+    any one waiter)."""
 
     name: str
     concurrency: int
     max_waiting: int
     running: int = 0
     service_s: float = 1.0  # moving average of how long one run holds a slot
-    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    max_bypass: int = 2
+    last_key: str | None = None  # the conversation the most recent slot went to
+    preferred: int = 0  # slots handed out of FIFO order to the resident conversation
+    _waiters: deque[_Waiter] = field(default_factory=deque)
 
     @property
     def waiting(self) -> int:
@@ -67,19 +84,20 @@ class RungQueue:
         """Seconds until the queue has likely drained enough to take one more request."""
         return max(1, math.ceil((self.waiting + 1) * self.service_s / max(1, self.concurrency)))
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, key: str | None = None) -> bool:
         """Take a slot now if one is free and nobody is ahead; never waits."""
         if self.running < self.concurrency and not self._waiters:
             self.running += 1
+            self.last_key = key
             return True
         return False
 
-    def enqueue(self) -> asyncio.Future[None]:
+    def enqueue(self, key: str | None = None) -> asyncio.Future[None]:
         """Join the queue; the future resolves when a slot is handed over. Raises QueueFull."""
         if self.waiting >= self.max_waiting:
             raise QueueFull(self)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        self._waiters.append(_Waiter(fut, key))
         return fut
 
     def abandon(self, fut: asyncio.Future[None]) -> None:
@@ -88,19 +106,38 @@ class RungQueue:
             self.release()
             return
         fut.cancel()
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(fut)
+        for w in list(self._waiters):
+            if w.fut is fut:
+                self._waiters.remove(w)
 
     def release(self, held_s: float | None = None) -> None:
         """Give the slot to the next waiter (slot count unchanged) or free it."""
         if held_s is not None:
             self.service_s = 0.8 * self.service_s + 0.2 * held_s
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self.running -= 1
+        while self._waiters and self._waiters[0].fut.done():
+            self._waiters.popleft()  # abandoned meanwhile
+        if not self._waiters:
+            self.running -= 1
+            return
+        chosen = self._next_waiter()
+        self._waiters.remove(chosen)
+        self.last_key = chosen.key
+        chosen.fut.set_result(None)
+
+    def _next_waiter(self) -> _Waiter:
+        """The head of the queue, or a later waiter of the conversation that ran last when
+        nobody it would pass has been passed ``max_bypass`` times already."""
+        live = [w for w in self._waiters if not w.fut.done()]
+        if self.last_key is not None:
+            for i, w in enumerate(live):
+                if any(ahead.bypassed >= self.max_bypass for ahead in live[:i]):
+                    break
+                if w.key == self.last_key:
+                    for ahead in live[:i]:
+                        ahead.bypassed += 1
+                    self.preferred += int(i > 0)
+                    return w
+        return live[0]
 
 
 class Queues:
@@ -122,13 +159,17 @@ class Queues:
 
 
 async def acquire(
-    queue: RungQueue, timeout_s: float | None, disconnected: asyncio.Future[Any] | None
+    queue: RungQueue,
+    timeout_s: float | None,
+    disconnected: asyncio.Future[Any] | None,
+    key: str | None = None,
 ) -> bool:
-    """Wait for a slot. ``False``: the client went away first (nothing was started).
-    Raises :class:`QueueFull` or :class:`QueueTimeout`."""
-    if queue.try_acquire():
+    """Wait for a slot (``key``: the conversation, for the queue's preference). ``False``:
+    the client went away first (nothing was started). Raises :class:`QueueFull` or
+    :class:`QueueTimeout`."""
+    if queue.try_acquire(key):
         return True
-    fut = queue.enqueue()
+    fut = queue.enqueue(key)
     t0 = time.perf_counter()
     waits: set[asyncio.Future[object]] = {fut}  # type: ignore[arg-type]
     if disconnected is not None:

@@ -31,7 +31,7 @@ from modelladder.ladder.step import Step
 if TYPE_CHECKING:
     from modelladder.fleet_types import Fleet, Rung
 
-__all__ = ["AttemptHook", "BackendFactory", "Ladder", "TraceSink", "validate_messages"]
+__all__ = ["AttemptHook", "BackendFactory", "Ladder", "TraceSink", "derive_episode_id", "validate_messages"]
 
 BackendFactory = Callable[["Rung"], Backend]
 AttemptHook = Callable[[Attempt], None]

@@ -215,6 +215,10 @@ class ToolCalls(Contract):
     # Decoding only: free strings of the arguments at most this long (the loop guard's forced
     # call); validation applies the tools' schemas as declared. Not part of the digest.
     string_cap: int | None = None
+    # Prompt layout only: the system prompt of the call-or-answer step a decoding pass belongs
+    # to (its decline pass, its answer pass), so every pass and hop of a conversation shares
+    # one prompt prefix; what differs goes after the conversation. Not part of the digest.
+    system_prompt: str | None = field(default=None, compare=False, repr=False)
     kind: str = field(default="tool_calls", init=False)
 
     _allowed: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -312,7 +316,7 @@ class ToolCalls(Contract):
         if not self.calls:
             return self
         return ToolCalls(self.tools, parallel=self.parallel, tool_choice="none", answer=self.answer,
-                         checks=self.checks)  # fmt: skip
+                         checks=self.checks, system_prompt=self.instructions())  # fmt: skip
 
     def offering(self, names: Sequence[str]) -> ToolCalls:
         """The same step with only the tools named in ``names`` (in declaration order): what
@@ -341,7 +345,8 @@ class ToolCalls(Contract):
         tool results the model is told to answer, and decodes both branches at once."""
         if not (self.answers and self.calls) or (messages and messages[-1].get("role") == "tool"):
             return None
-        return ToolCalls(self.tools, parallel=self.parallel, allow_no_call=True, tool_choice=self.tool_choice)
+        return ToolCalls(self.tools, parallel=self.parallel, allow_no_call=True, tool_choice=self.tool_choice,
+                         system_prompt=self.instructions())  # fmt: skip
 
     def decision(self, text: str) -> str | None:
         """What the model chose, from its output text: ``"call"``, ``"answer"`` or
@@ -585,6 +590,9 @@ class ToolCalls(Contract):
             f"You have access to the following tools:\n<tools>{render_tools(self._tools_allowed())}</tools>"
         )
 
+    def instructions_for(self, messages: Sequence[dict[str, Any]]) -> str:
+        return self.system_prompt if self.system_prompt is not None else self.instructions()
+
     def turn_instructions(self, messages: Sequence[dict[str, Any]]) -> str:
         """After tool results (the conversation ends with ``role: tool`` messages) a
         call-or-answer step is told to answer from them: the trained prompt pulls a small
@@ -592,6 +600,8 @@ class ToolCalls(Contract):
         offers both branches; the loop guard catches a repeated call all the same. This comes
         after the results, not in the system prompt, so the system prompt (and the prompt
         cache's prefix) stays the same on every hop."""
+        if self.system_prompt is not None and not self.calls:  # the answer pass of a call-or-answer step
+            return "Do not call any function now: " + self._answer_instructions()
         if not (self.answers and self.calls and messages and messages[-1].get("role") == "tool"):
             return ""
         return (

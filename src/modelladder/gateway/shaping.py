@@ -256,7 +256,8 @@ def unresolved_error(result: Unresolved) -> APIError:
         }
         for a in result.attempts
     ]
-    extra = {"modelladder": {"run_id": result.run_id, "stopped": result.reason, "attempts": attempts}}
+    extra = {"modelladder": {"run_id": result.run_id, "stopped": result.reason, "attempts": attempts,
+                             "usage": usage_for(result)}}  # fmt: skip
     headers = headers_for(result)
     summary = "; ".join(
         f"{a['rung']}: {a['reason']}" + (f" ({a['detail']})" if a["detail"] else "") for a in attempts

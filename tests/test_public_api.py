@@ -11,8 +11,8 @@ import modelladder
 
 EXPORTED = {
     "Attempt", "Backend", "BackendError", "Check", "Choice", "Confidence", "Contract", "ContractError",
-    "Fleet", "FleetError", "Generation", "GenerationParams", "JsonSchema", "Ladder", "Policy", "Regex",
-    "Resolved", "Rung", "ScriptedBackend", "Step", "StepResult", "ToolCalls", "TraceSink", "Unresolved",
+    "Fleet", "FleetError", "Generation", "GenerationParams", "Grammar", "JsonSchema", "Ladder", "Policy", "Regex",
+    "Resolved", "Rung", "ScriptedBackend", "Sql", "Step", "StepResult", "ToolCalls", "TraceSink", "Unresolved",
     "UnresolvedError", "Verdict", "check", "contract_from", "grounded_arguments", "load_fleet",
 }  # fmt: skip
 

@@ -2,7 +2,7 @@
 
 The public surface, all importable from here::
 
-    from modelladder import Ladder, Step, ToolCalls, JsonSchema, Choice, Regex
+    from modelladder import Ladder, Step, ToolCalls, JsonSchema, Choice, Regex, Grammar, Sql
 
 ``__all__`` is the whole of it (``tests/test_public_api.py`` holds it to that list); the
 version is the installed distribution's, read from its metadata, so it is written once, in
@@ -17,8 +17,10 @@ from modelladder.contracts import (
     Choice,
     Contract,
     ContractError,
+    Grammar,
     JsonSchema,
     Regex,
+    Sql,
     ToolCalls,
     Verdict,
     check,
@@ -46,7 +48,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
 
 __all__ = [
     "Attempt", "Backend", "BackendError", "Check", "Choice", "Confidence", "Contract", "ContractError",
-    "Fleet", "FleetError", "Generation", "GenerationParams", "JsonSchema", "Ladder", "Policy", "Regex",
-    "Resolved", "Rung", "ScriptedBackend", "Step", "StepResult", "ToolCalls", "TraceSink", "Unresolved",
+    "Fleet", "FleetError", "Generation", "GenerationParams", "Grammar", "JsonSchema", "Ladder", "Policy",
+    "Regex", "Resolved", "Rung", "ScriptedBackend", "Sql", "Step", "StepResult", "ToolCalls", "TraceSink", "Unresolved",
     "UnresolvedError", "Verdict", "check", "contract_from", "grounded_arguments", "load_fleet",
 ]  # fmt: skip

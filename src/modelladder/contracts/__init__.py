@@ -1,7 +1,8 @@
 """Contracts: what a step's output must satisfy, as a decoding grammar and as a validator.
 
 Kinds: :class:`JsonSchema` (a JSON value / Pydantic model), :class:`ToolCalls` (function
-calls), :class:`Choice` (one label of a list), :class:`Regex` (text matching a pattern).
+calls), :class:`Choice` (one label of a list), :class:`Regex` (text matching a pattern),
+:class:`Grammar` (a sentence of a Lark grammar), :class:`Sql` (one SQL statement over a schema).
 :func:`contract_from` turns the common shorthands into a contract.
 """
 
@@ -14,8 +15,10 @@ import pydantic
 from modelladder.contracts.base import Check, Contract, ContractError, Verdict
 from modelladder.contracts.checks import check, grounded_arguments
 from modelladder.contracts.choice import Choice
+from modelladder.contracts.grammar import Grammar
 from modelladder.contracts.json_schema import JsonSchema
 from modelladder.contracts.regex import Regex
+from modelladder.contracts.sql import Sql
 from modelladder.contracts.tools import Answer, ToolCalls
 
 
@@ -59,6 +62,14 @@ def contract_from_spec(data: dict[str, Any]) -> Contract:
         return Choice(spec["labels"])
     if kind == "regex":
         return Regex(spec["pattern"])
+    if kind == "grammar":
+        return Grammar(
+            spec["lark"], start=spec.get("start", "start"), description=spec.get("description", "")
+        )
+    if kind == "sql":
+        return Sql(
+            spec["schema"], dialect=spec["dialect"], allow=tuple(spec["allow"]), max_rows=spec.get("max_rows")
+        )
     raise ContractError(f"unknown contract kind {kind!r} in a stored spec")
 
 
@@ -68,8 +79,10 @@ __all__ = [
     "Choice",
     "Contract",
     "ContractError",
+    "Grammar",
     "JsonSchema",
     "Regex",
+    "Sql",
     "ToolCalls",
     "Verdict",
     "check",

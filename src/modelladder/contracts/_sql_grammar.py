@@ -1,0 +1,100 @@
+"""The decoding grammar of :class:`~modelladder.contracts.sql.Sql`: a SQL subset in
+llguidance's Lark dialect whose table and column terminals are one schema's own names.
+
+Decoding only: what this grammar admits is a superset-in-spirit of what validation accepts
+(it cannot see which columns belong to which table, or aliases), and validation (sqlglot)
+decides. Keywords are upper case, which keeps them apart from lower-case aliases; names
+that are not plain identifiers are written double-quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+__all__ = ["KINDS", "sql_grammar"]
+
+KINDS = ("select", "insert", "update", "delete", "create")
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+_COMMON = r"""
+expr: and_expr ("OR" and_expr)*
+and_expr: not_expr ("AND" not_expr)*
+not_expr: "NOT" not_expr | predicate
+predicate: sum (COMPARE sum | "IS" "NOT"? "NULL" | "NOT"? "IN" "(" value ("," value)* ")" | "NOT"? "LIKE" STRING | "NOT"? "BETWEEN" sum "AND" sum)?
+sum: term (ADDOP term)*
+term: factor (MULOP factor)*
+factor: value | column | func | "(" expr ")"
+func: AGG "(" ("*" | "DISTINCT"? expr) ")" | FN "(" expr ("," expr)* ")"
+column: (qualifier ".")? COLUMN
+qualifier: TABLE | ALIAS
+value: NUMBER | STRING | "NULL" | "TRUE" | "FALSE"
+COMPARE: "=" | "!=" | "<>" | "<=" | ">=" | "<" | ">"
+ADDOP: "+" | "-"
+MULOP: "*" | "/"
+AGG: "COUNT" | "SUM" | "AVG" | "MIN" | "MAX"
+FN: "LOWER" | "UPPER" | "LENGTH" | "ROUND" | "ABS" | "COALESCE"
+NUMBER: /-?[0-9]{1,12}(\.[0-9]{1,6})?/
+STRING: /'([^'\n]|''){0,200}'/
+ALIAS: /[a-z][a-z0-9_]{0,7}/
+%ignore /[ \t\n]+/
+"""
+
+_SELECT = r"""
+select: "SELECT" "DISTINCT"? items "FROM" source join* where? group? having? order? {limit}
+items: "*" | item ("," item)*
+item: expr ("AS"? ALIAS)?
+source: TABLE ("AS"? ALIAS)?
+join: ("INNER" | "LEFT" "OUTER"? | "CROSS")? "JOIN" source ("ON" expr)?
+where: "WHERE" expr
+group: "GROUP" "BY" expr ("," expr)*
+having: "HAVING" expr
+order: "ORDER" "BY" order_item ("," order_item)*
+order_item: expr ("ASC" | "DESC")?
+limit: "LIMIT" NUMBER
+"""
+
+_WRITES = {
+    "insert": r"""
+insert: "INSERT" "INTO" TABLE "(" COLUMN ("," COLUMN)* ")" "VALUES" row ("," row)*
+row: "(" value ("," value)* ")"
+""",
+    "update": r"""
+update: "UPDATE" TABLE "SET" assign ("," assign)* ("WHERE" expr)?
+assign: COLUMN "=" sum
+""",
+    "delete": r"""
+delete: "DELETE" "FROM" TABLE ("WHERE" expr)?
+""",
+    "create": r"""
+create: "CREATE" "TABLE" NEWNAME "(" coldef ("," coldef)* ")"
+coldef: NEWNAME SQLTYPE?
+NEWNAME: /[A-Za-z_][A-Za-z0-9_]{0,40}/
+SQLTYPE: /(INTEGER|INT|TEXT|REAL|FLOAT|NUMERIC|BOOLEAN|DATE|DATETIME|VARCHAR(\([0-9]{1,4}\))?)/
+""",
+}
+
+
+def _name(n: str) -> str:
+    """A name as the grammar's string literal: bare when it is a plain identifier."""
+    return json.dumps(n if _PLAIN.match(n) else '"' + n.replace('"', '""') + '"')
+
+
+def _alternatives(names: Sequence[str]) -> str:
+    # longest first: the lexer must not stop at a name that is a prefix of another one
+    return " | ".join(_name(n) for n in sorted(set(names), key=lambda s: (-len(s), s)))
+
+
+def sql_grammar(tables: Mapping[str, Sequence[str]], allow: Sequence[str], max_rows: int | None) -> str:
+    """The Lark grammar text for statements of the ``allow`` kinds over ``tables``."""
+    kinds = [k for k in KINDS if k in allow]
+    parts = [f'start: ({" | ".join(kinds)}) ";"?']
+    if "select" in kinds:
+        parts.append(_SELECT.replace("{limit}", "limit" if max_rows else "limit?"))
+    parts += [_WRITES[k] for k in kinds if k != "select"]
+    parts.append(_COMMON)
+    columns = [c for cols in tables.values() for c in cols]
+    parts.append(f"TABLE: {_alternatives(list(tables))}\nCOLUMN: {_alternatives(columns)}\n")
+    return "\n".join(parts)

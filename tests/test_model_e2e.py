@@ -12,10 +12,12 @@ from modelladder import (
     BackendError,
     Choice,
     GenerationParams,
+    Grammar,
     JsonSchema,
     Ladder,
     Regex,
     Resolved,
+    Sql,
     Step,
     ToolCalls,
     Unresolved,
@@ -101,6 +103,23 @@ def test_choice_and_regex(smol) -> None:  # noqa: ANN001
         smol, Regex(r"\d{4}-\d{2}-\d{2}"), "Write the date of Christmas 2024 in ISO format.", max_tokens=16
     )
     assert v.ok, g.text
+
+
+def test_sql_and_grammar_contracts_decode_valid_output(smol) -> None:  # noqa: ANN001
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(
+        "CREATE TABLE orders (id INTEGER, customer TEXT, total REAL, status TEXT);"
+        "INSERT INTO orders VALUES (1, 'Ann', 120.0, 'paid'), (2, 'Bob', 40.0, 'open');"
+    )
+    sql = Sql(None, connection=conn, explain=True, max_rows=20)
+    g, v = gen(smol, sql, "List the customers whose order total is above 100.", max_tokens=64)
+    assert v.ok, (g.text, v)
+    rows = conn.execute(v.value).fetchall()  # the database runs what the contract accepted
+    assert isinstance(rows, list)
+    g, v = gen(smol, Grammar('start: "yes" | "no"'), "Is Paris in France? Answer yes or no.", max_tokens=4)
+    assert v.ok and v.value in ("yes", "no"), g.text
 
 
 def test_prompt_prefix_is_reused(smol) -> None:  # noqa: ANN001

@@ -15,7 +15,8 @@ rungs running in-process. A cloud rung is added by configuration only::
     price_in_per_m = 0.40
     price_out_per_m = 1.60
 
-Named steps carry their own policy: ``[step.extract] min_mean_logprob = -0.3``.
+Named steps carry their own policy: ``[step.extract] min_mean_logprob = -0.3``, and may
+declare a SQL or grammar contract for gateway clients (:mod:`modelladder.fleet_contracts`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modelladder.backends.registry import backend_names
+from modelladder.fleet_contracts import step_contract
 from modelladder.fleet_types import Fleet, FleetError, Policy, Rung
 
 __all__ = ["DEFAULT_FLEET", "Fleet", "FleetError", "Policy", "Rung", "load_fleet", "parse_fleet"]
@@ -89,7 +91,8 @@ def _policy_from(table: dict[str, Any], where: str) -> Policy:
     return Policy(**table)
 
 
-def parse_fleet(data: dict[str, Any], source: str = "<dict>") -> Fleet:
+def parse_fleet(data: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Fleet:
+    """A fleet from parsed TOML; ``base_dir`` resolves relative paths in step contracts."""
     raw_rungs = data.get("rung", [])
     if not isinstance(raw_rungs, list) or not raw_rungs:
         raise FleetError(f"{source}: no rungs; add at least one [[rung]] table")
@@ -99,11 +102,15 @@ def parse_fleet(data: dict[str, Any], source: str = "<dict>") -> Fleet:
     if dup:
         raise FleetError(f"{source}: duplicate rung name(s) {sorted(dup)}")
     default_policy = _policy_from(data.get("policy", {}), f"{source} [policy]")
-    steps = {
-        name: default_policy.merged(**_policy_from(t, f"{source} [step.{name}]").__dict__)
-        for name, t in data.get("step", {}).items()
-    }
-    fleet = Fleet(rungs=rungs, steps=steps, default_policy=default_policy, source=source)
+    steps, contracts = {}, {}
+    for name, t in data.get("step", {}).items():
+        where = f"{source} [step.{name}]"
+        table = dict(t)
+        contract = step_contract(table, where, base_dir)
+        if contract is not None:
+            contracts[name] = contract
+        steps[name] = default_policy.merged(**_policy_from(table, where).__dict__)
+    fleet = Fleet(rungs=rungs, steps=steps, default_policy=default_policy, source=source, contracts=contracts)
     for name, pol in steps.items():
         for ref in (pol.first_rung, pol.max_rung):
             if ref is not None and ref not in names:
@@ -126,4 +133,4 @@ def load_fleet(path: str | Path | None = None) -> Fleet:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise FleetError(f"{p}: not valid TOML: {exc}") from exc
-    return parse_fleet(data, str(p))
+    return parse_fleet(data, str(p), base_dir=p.parent)

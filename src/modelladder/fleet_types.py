@@ -154,6 +154,9 @@ class Fleet:
     steps: dict[str, Policy] = field(default_factory=dict)
     default_policy: Policy = field(default_factory=Policy)
     source: str = "<default>"
+    # contracts a fleet file declares for its steps (``[step.NAME.sql]``, ``[step.NAME.grammar]``):
+    # what the gateway decodes a ``ladder/NAME`` request against when it brings no tools/format
+    contracts: dict[str, Any] = field(default_factory=dict)
 
     def rung(self, name: str) -> Rung:
         for r in self.rungs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.table import Table
 from modelladder.backends.base import BackendError
 from modelladder.cli import main
 from modelladder.cli._common import fail, probe_llama_or_fail
+from modelladder.contracts import Sql
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.ladder import Ladder, Resolved, Unresolved
 
@@ -32,10 +34,15 @@ def _verdict(result: Resolved | Unresolved) -> str:
     return f"[red]unresolved[/] [dim]({chain or result.reason})[/]"
 
 
-def _answer(result: Resolved | Unresolved) -> str:
+def _answer(result: Resolved | Unresolved, contract: Any = None) -> str:
     if not isinstance(result, Resolved):
         return "-"
     value = result.value
+    if isinstance(contract, Sql) and contract.connection is not None:
+        # the accepted query, run on the demo's database (read-only step: SELECT only)
+        rows = contract.connection.execute(str(value)).fetchall()
+        shown = ", ".join(str(r[0]) if len(r) == 1 else str(tuple(r)) for r in rows[:4])
+        return f"{value}\n-> {shown}{' ...' if len(rows) > 4 else ''} ({len(rows)} rows)"
     if hasattr(value, "model_dump"):
         value = value.model_dump()
     if isinstance(value, list):  # tool calls
@@ -56,7 +63,8 @@ def _answer(result: Resolved | Unresolved) -> str:
     "--db", type=click.Path(dir_okay=False), help="trace store (default: $MODELLADDER_HOME/traces.sqlite)"
 )
 def demo(fleet_path: str | None, db: str | None) -> None:
-    """Run the bundled agent scenario (route, extract, call a tool, decline) through the ladder."""
+    """Run the bundled agent scenario (route, extract, call a tool, decline, query the shop's
+    database) through the ladder."""
     from modelladder.demo.scenario import STEPS, load_inputs
     from modelladder.traces import TraceStore, TraceStoreError
 
@@ -129,7 +137,7 @@ def demo(fleet_path: str | None, db: str | None) -> None:
         for text, r in rows:
             table.add_row(
                 text,
-                _answer(r),
+                _answer(r, contract),
                 r.rung or "-",
                 str(len(r.attempts)),
                 _verdict(r),

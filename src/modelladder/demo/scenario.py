@@ -1,23 +1,37 @@
 """The bundled demo: a small support agent whose steps are protocol work.
 
-Four step types an agent runs all day -- route a request, extract fields into a Pydantic
-model, call one of several tools, and decline a request no tool serves -- over a dozen
-bundled inputs (``inputs.jsonl``). ``modelladder demo`` runs them through the ladder.
+Five step types an agent runs all day -- route a request, extract fields into a Pydantic
+model, call one of several tools, decline a request no tool serves, and write a SQL query
+over the shop's own database -- over fifteen bundled inputs (``inputs.jsonl``).
+``modelladder demo`` runs them through the ladder. The database is built in memory from the
+bundled ``orders.sql``; the SQL step's contract reads its schema from that connection and asks
+it to ``EXPLAIN`` every query (never runs it).
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from modelladder.contracts import Choice, JsonSchema, ToolCalls, grounded_arguments
+from modelladder.contracts import Choice, JsonSchema, Sql, ToolCalls, grounded_arguments
 from modelladder.ladder import Step
 
-__all__ = ["DemoInput", "STEPS", "TOOLS", "Ticket", "load_inputs"]
+__all__ = ["DemoInput", "ORDERS_DB", "STEPS", "TOOLS", "Ticket", "load_inputs", "orders_db"]
+
+
+def orders_db() -> sqlite3.Connection:
+    """The demo shop's database, in memory, from the bundled ``orders.sql``."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False)  # the ladder may run in a worker thread
+    conn.executescript(importlib.resources.files("modelladder.demo").joinpath("orders.sql").read_text())
+    return conn
+
+
+ORDERS_DB = orders_db()
 
 
 class Ticket(BaseModel):
@@ -102,6 +116,12 @@ STEPS: dict[str, Step] = {
             allow_no_call=True,
             checks=(grounded_arguments(skip=("unit", "from_currency", "to_currency")),),
         ),
+        max_tokens=96,
+    ),
+    "query_orders": Step(
+        "query_orders",
+        Sql(None, connection=ORDERS_DB, explain=True, max_rows=20),
+        system="Write the SQLite query that answers the question about the shop's orders.",
         max_tokens=96,
     ),
 }

@@ -246,6 +246,9 @@ def plan(req: ChatCompletionRequest, fleet: Fleet, *, max_tokens_limit: int, def
         if is_legacy:  # the client sent functions/function_call: name those
             raise legacy.rename_error(exc) from None
         raise
+    if contract is None and target.step in fleet.contracts:
+        # a step whose contract the fleet file declares (SQL, a grammar): plain-text answers
+        contract, kind = fleet.contracts[target.step], "text"
     max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens
     if max_tokens > max_tokens_limit:
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"

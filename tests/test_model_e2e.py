@@ -122,6 +122,16 @@ def test_sql_and_grammar_contracts_decode_valid_output(smol) -> None:  # noqa: A
     assert v.ok and v.value in ("yes", "no"), g.text
 
 
+def test_the_call_or_decline_choice_is_measured(smol) -> None:  # noqa: ANN001
+    """A decline has no value token; the backend still records how sure the model was of
+    the choice (the gate's only signal for it)."""
+    c = ToolCalls([WEATHER], allow_no_call=True)
+    for text in ("Weather in Oslo?", "Write me a poem about the sea."):
+        g, v = gen(smol, c, text)
+        assert v.ok, g.text
+        assert isinstance(g.raw["decision_logprob"], float) and g.raw["decision_logprob"] <= 0.0
+
+
 def test_prompt_prefix_is_reused(smol) -> None:  # noqa: ANN001
     c = ToolCalls([WEATHER, TIME])
     gen(smol, c, "Weather in Oslo?")

@@ -48,6 +48,8 @@ class Policy:
 
     min_mean_logprob: float | None = None
     min_token_logprob: float | None = None
+    # tool steps: escalate when the call/decline/answer choice itself had a lower log-probability
+    min_decision_logprob: float | None = None
     max_rung: str | None = None
     edge_only: bool = False
     latency_budget_s: float | None = None

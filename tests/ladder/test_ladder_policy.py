@@ -167,6 +167,23 @@ def test_judge_ignores_confidence_without_value_tokens() -> None:
     assert judge(a, Policy(min_mean_logprob=-0.1)) is None
 
 
+def test_a_decline_is_judged_by_its_decision_probability() -> None:
+    """A decline has no value token, so only the call/decline choice's probability can
+    escalate it; without the threshold it passes as before."""
+    from modelladder.contracts.base import Verdict
+
+    def decline(decision: float | None) -> Attempt:
+        return Attempt(index=0, rung="t", placement="edge", verdict=Verdict.passed([]),
+                       confidence=Confidence(None, None, 0, decision_logprob=decision))  # fmt: skip
+
+    pol = Policy(min_decision_logprob=-0.7)
+    assert judge(decline(-1.2), pol) == "low_confidence:decision"
+    assert judge(decline(-0.1), pol) is None
+    assert judge(decline(None), pol) is None  # not measured (a remote rung): nothing to judge
+    assert judge(decline(-1.2), Policy()) is None
+    assert Confidence(None, None, 0, decision_logprob=-1.2).signals() == {"decision_logprob": -1.2}
+
+
 def test_empty_messages_rejected_before_any_model_call() -> None:
     lad, b = ladder(tiny=[gen("a")])
     with pytest.raises(ValueError, match="non-empty list"):

@@ -142,3 +142,26 @@ def test_ladder_never_imports_learning() -> None:
         if "import modelladder.learning" in p.read_text() or "from modelladder.learning" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_gate_models_stored_before_the_decision_signal_still_load() -> None:
+    """A logistic gate fitted on the first eight features (no ``numeric`` in its encoder)
+    reads and scores as before; a new one carries the decision signal and names its features."""
+    import numpy as np
+
+    from modelladder.learning.features import NUMERIC, NUMERIC_V1, from_fields
+    from modelladder.learning.model import GateModel, ModelError
+
+    old = {"kind": "logistic", "encoder": {"tools": ["f"], "rungs": ["tiny"]}, "cv_auc": {},
+           "params": {"mean": [0.0] * 10, "scale": [1.0] * 10, "coef": [0.1] * 10, "intercept": 0.0}}  # fmt: skip
+    model = GateModel.from_dict(old)
+    assert model.encoder.numeric == NUMERIC_V1 and len(model.encoder.names) == 10
+    row = from_fields(mean=-0.2, min_=-0.5, n_value=3, completion_tokens=9,
+                      signals={"decision_logprob": -0.3}, value=[{"name": "f"}], rung="tiny")  # fmt: skip
+    assert len(model.encoder.vector(row)) == 10 and np.isfinite(model.encoder.vector(row)).all()
+    assert row.numeric["decision_logprob"] == -0.3 and row.numeric["no_decision"] == 0.0
+    fresh = {**old, "encoder": {**old["encoder"], "numeric": list(NUMERIC)}}
+    with pytest.raises(ModelError, match="values for"):
+        GateModel.from_dict(fresh)  # 10 coefficients for 12 features: refused, not misread
+    with pytest.raises(ModelError, match="unknown features"):
+        GateModel.from_dict({**old, "encoder": {**old["encoder"], "numeric": ["colour"]}})

@@ -236,6 +236,8 @@ class LlamaCppBackend:
         second.completion_tokens += first.completion_tokens
         second.latency_s += first.latency_s
         second.raw["declined_first"] = first.text
+        # the choice that mattered was the first pass's: decline (and answer) rather than call
+        second.raw["decision_logprob"] = first.raw.get("decision_logprob")
         second.raw["prompt_cache"] = {
             k: first.raw["prompt_cache"][k] + second.raw["prompt_cache"][k]
             for k in second.raw["prompt_cache"]
@@ -270,6 +272,7 @@ class LlamaCppBackend:
         watch_stops = bool(stops) and free_text
         emit = params.on_text if free_text else None
         sent = 0  # characters of free text handed to ``emit`` so far
+        decision: float | None = None  # log-probability of the first non-layout real choice
         while len(out) < max_new:
             if deadline is not None and time.perf_counter() > deadline:
                 raise BackendError(
@@ -303,6 +306,8 @@ class LlamaCppBackend:
             else:
                 masked = logits
             tok = self._sample(masked, params.temperature, rng)
+            if decision is None and allowed_count > 1 and self._visible(tok):
+                decision = _log_softmax_at(masked, tok)  # the first real choice that is not layout
             # Confidence is the probability among what the contract allows (the model's
             # belief about the value), counted only on "value tokens": a real choice
             # (several tokens allowed) of a token carrying a letter or digit, so layout
@@ -338,8 +343,15 @@ class LlamaCppBackend:
             token_logprobs=logprobs,
             free=free,
             cached_prompt_tokens=reused,
-            raw={"prompt_cache": cache_info},
+            raw={
+                "prompt_cache": cache_info,
+                **({"decision_logprob": decision} if matcher is not None else {}),
+            },
         )
+
+    def _visible(self, tok: int) -> bool:
+        """Does the token show anything but whitespace (a choice that is not layout)?"""
+        return bool(self.model.llm.detokenize([tok]).strip())
 
     @staticmethod
     def _emit(emit: Any, text: str, sent: int, stops: list[str]) -> int:

@@ -133,7 +133,8 @@ def replay(items: Iterable[Mapping[str, Any]], rungs: Sequence[Rung], policy: Po
 
 def no_gate(policy: Policy) -> Policy:
     """``policy`` with the confidence gate switched off (contract and errors still reject)."""
-    return Policy(**{**policy.__dict__, "min_mean_logprob": None, "min_token_logprob": None})
+    return Policy(**{**policy.__dict__, "min_mean_logprob": None, "min_token_logprob": None,
+                     "min_decision_logprob": None})  # fmt: skip
 
 
 def single_rung_policy(policy: Policy, rung: str) -> Policy:

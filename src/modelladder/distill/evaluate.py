@@ -134,6 +134,7 @@ def single_rung_policy(policy: Policy, rung: str) -> Policy:
     return Policy(
         min_mean_logprob=policy.min_mean_logprob,
         min_token_logprob=policy.min_token_logprob,
+        min_decision_logprob=policy.min_decision_logprob,
         first_rung=rung,
         max_attempts=1,
         accept_truncated=policy.accept_truncated,

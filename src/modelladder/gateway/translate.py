@@ -96,7 +96,7 @@ def resolve_model(fleet: Fleet, model: str) -> Target:
             # one rung, no escalation; the caller chose the model, so no confidence gate either
             pol = dataclasses.replace(
                 fleet.default_policy, first_rung=rung.name, max_rung=None, edge_only=False, max_attempts=1,
-                min_mean_logprob=None, min_token_logprob=None,
+                min_mean_logprob=None, min_token_logprob=None, min_decision_logprob=None,
             )  # fmt: skip
             return Target(rung.step or DEFAULT_STEP, pol, rung)
     raise APIError(
@@ -262,7 +262,11 @@ def plan(req: ChatCompletionRequest, fleet: Fleet, *, max_tokens_limit: int, def
         # Free text has nothing to check but non-emptiness: the smallest rung the policy
         # allows answers, and a length cut is the caller's choice, not a failure.
         policy = dataclasses.replace(
-            policy, min_mean_logprob=None, min_token_logprob=None, accept_truncated=True
+            policy,
+            min_mean_logprob=None,
+            min_token_logprob=None,
+            min_decision_logprob=None,
+            accept_truncated=True,
         )
     elif isinstance(contract, ToolCalls) and contract.answer is True:
         # Call or answer in free text: a text answer cut by max_tokens is what OpenAI gives

@@ -43,12 +43,17 @@ class Confidence:
     p10_logprob: float | None = None
     p25_logprob: float | None = None
     first_logprob: float | None = None
+    # the call-or-decline (or call-or-answer) choice: the first real choice that is not layout.
+    # A decline has no value token, so this is the only thing the gate can see of it.
+    decision_logprob: float | None = None
 
     @classmethod
-    def from_logprobs(cls, logprobs: list[float], free: list[bool]) -> Confidence:
+    def from_logprobs(
+        cls, logprobs: list[float], free: list[bool], decision_logprob: float | None = None
+    ) -> Confidence:
         values = [lp for lp, f in zip(logprobs, free, strict=False) if f] if free else list(logprobs)
         if not values:
-            return cls(None, None, 0)
+            return cls(None, None, 0, decision_logprob=decision_logprob)
         ordered = sorted(values)
         return cls(
             sum(values) / len(values),
@@ -57,12 +62,13 @@ class Confidence:
             p10_logprob=_low_quantile(ordered, 0.10),
             p25_logprob=_low_quantile(ordered, 0.25),
             first_logprob=values[0],
+            decision_logprob=decision_logprob,
         )
 
     def signals(self) -> dict[str, float]:
         """The extra signals as stored beside the mean and minimum (only those measured)."""
         extra = {"p10_logprob": self.p10_logprob, "p25_logprob": self.p25_logprob,
-                 "first_logprob": self.first_logprob}  # fmt: skip
+                 "first_logprob": self.first_logprob, "decision_logprob": self.decision_logprob}  # fmt: skip
         return {k: v for k, v in extra.items() if v is not None}
 
 

@@ -65,11 +65,20 @@ def judge(attempt: Attempt, policy: Policy, gate: GateVerdict | None = None) -> 
         return f"contract:{reason}"
     if attempt.repeated_call:
         return LOOP_REASON
+    conf = attempt.confidence
+    if (
+        gate is None
+        and policy.min_decision_logprob is not None
+        and conf is not None
+        and conf.decision_logprob is not None
+        and conf.decision_logprob < policy.min_decision_logprob
+    ):
+        # the choice to call, decline or answer was a coin toss: the one signal a decline has
+        return "low_confidence:decision"
     if isinstance(attempt.value, Answer) and attempt.value.free:
         return None
     if gate is not None:
         return None if gate.accept else gate.reason
-    conf = attempt.confidence
     if conf is not None and conf.n_value_tokens > 0:
         if (
             policy.min_mean_logprob is not None

@@ -416,8 +416,10 @@ class Ladder:
         attempt.latency_s = gen.latency_s
         attempt.finish_reason = gen.finish_reason
         attempt.cost_usd = rung.cost(gen.prompt_tokens, gen.completion_tokens, gen.latency_s)
-        if gen.token_logprobs:
-            attempt.confidence = Confidence.from_logprobs(gen.token_logprobs, gen.free)
+        if gen.token_logprobs or gen.raw.get("decision_logprob") is not None:
+            attempt.confidence = Confidence.from_logprobs(
+                gen.token_logprobs, gen.free, decision_logprob=gen.raw.get("decision_logprob")
+            )
         if contract is None:
             attempt.verdict = Verdict.passed(gen.text) if gen.text.strip() else Verdict.failed("empty_output")
         else:

@@ -5,7 +5,7 @@ The same function reads a live :class:`~modelladder.ladder.outcome.Attempt`, a s
 gate is fitted on exactly the features it is later applied to.
 
 Signals (issue 15, item 5): value-token log-probability mean, minimum and low quantiles; the
-log-probability of the first free choice (the backends record the chosen token's probability,
+log-probability of the first free choice, and of the call/decline choice (the backends record the chosen token's probability,
 not the runner-up's, so this stands in for the margin there: with renormalised constrained
 decoding the margin is at least ``2p - 1``); output length; whether the answer declined (no
 call, no value token); the tool called; the rung.
@@ -22,6 +22,7 @@ __all__ = [
     "Encoder",
     "MISSING_LOGPROB",
     "NUMERIC",
+    "NUMERIC_V1",
     "Row",
     "SIGNALS",
     "from_attempt",
@@ -31,10 +32,13 @@ __all__ = [
 
 NUMERIC = (
     "mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "first_logprob",
-    "log_value_tokens", "log_completion_tokens", "no_value_tokens",
+    "log_value_tokens", "log_completion_tokens", "no_value_tokens", "decision_logprob", "no_decision",
 )  # fmt: skip
+#: The numeric features of gate models fitted before the decision signal was recorded
+#: (their stored encoders name none, so they are read with these).
+NUMERIC_V1 = NUMERIC[:8]
 # single signals an isotonic fit may use (higher = more confident)
-SIGNALS = ("mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "first_logprob")
+SIGNALS = ("mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "first_logprob", "decision_logprob")
 MISSING_LOGPROB = 0.0  # no value token: the indicator ``no_value_tokens`` carries the information
 
 
@@ -77,6 +81,10 @@ def from_fields(
     numeric["log_value_tokens"] = math.log1p(n_value or 0)
     numeric["log_completion_tokens"] = math.log1p(completion_tokens or 0)
     numeric["no_value_tokens"] = float(no_value)
+    # the call/decline choice: for a decline the only signal there is (absent on old records)
+    decision = sig.get("decision_logprob")
+    numeric["decision_logprob"] = MISSING_LOGPROB if decision is None else float(decision)
+    numeric["no_decision"] = float(decision is None)
     return Row(numeric, _tool(value), rung)
 
 
@@ -106,6 +114,7 @@ class Encoder:
 
     tools: tuple[str, ...]
     rungs: tuple[str, ...]
+    numeric: tuple[str, ...] = NUMERIC
 
     @classmethod
     def fit(cls, rows: Sequence[Row], max_tools: int = 20) -> Encoder:
@@ -117,14 +126,14 @@ class Encoder:
 
     @property
     def names(self) -> list[str]:
-        return [*NUMERIC, *(f"tool={t}" for t in self.tools), *(f"rung={r}" for r in self.rungs)]
+        return [*self.numeric, *(f"tool={t}" for t in self.tools), *(f"rung={r}" for r in self.rungs)]
 
     def vector(self, row: Row) -> list[float]:
         return [
-            *(row.numeric[k] for k in NUMERIC),
+            *(row.numeric[k] for k in self.numeric),
             *(float(row.tool == t) for t in self.tools),
             *(float(row.rung == r) for r in self.rungs),
         ]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tools": list(self.tools), "rungs": list(self.rungs)}
+        return {"tools": list(self.tools), "rungs": list(self.rungs), "numeric": list(self.numeric)}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from modelladder.learning.features import SIGNALS, Encoder, Row
+from modelladder.learning.features import NUMERIC, NUMERIC_V1, SIGNALS, Encoder, Row
 
 __all__ = ["ACCEPT_ALL", "GateModel", "KINDS", "ModelError", "fit", "threshold_grid"]
 
@@ -61,7 +61,11 @@ class GateModel:
             kind = d["kind"]
             if kind not in KINDS:
                 raise ModelError(f"unknown gate model kind {kind!r}")
-            enc = Encoder(tuple(d["encoder"]["tools"]), tuple(d["encoder"]["rungs"]))
+            numeric = tuple(d["encoder"].get("numeric") or NUMERIC_V1)  # older models name none
+            unknown = sorted(set(numeric) - set(NUMERIC))
+            if unknown:
+                raise ModelError(f"gate model uses unknown features {unknown}")
+            enc = Encoder(tuple(d["encoder"]["tools"]), tuple(d["encoder"]["rungs"]), numeric)
             params = dict(d["params"])
             if kind == "logistic":
                 n = len(enc.names)

@@ -58,8 +58,13 @@ def edge_attempt(rec: Mapping[str, Any], rung: str) -> dict[str, Any] | None:
     return None
 
 
-def load(dirs: Sequence[Path], rung: str) -> list[dict[str, Any]]:
-    """One item per id: ``gated`` (the edge answer passed its contract, whole), its attempt and label."""
+def load(
+    dirs: Sequence[Path], rung: str, label: str = "ast_valid", drop: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """One item per id: ``gated`` (the edge answer passed its contract, whole), its attempt and label.
+
+    ``label``: the attempt's ``ast_valid`` (bench bfcl), or a field of the results line such as
+    ``exec_ok`` (bench agent, rung mode); ``drop``: gate signals removed (an ablation)."""
     items: dict[str, dict[str, Any]] = {}
     for d in dirs:
         path = d / "results.jsonl" if d.is_dir() else d
@@ -71,8 +76,11 @@ def load(dirs: Sequence[Path], rung: str) -> list[dict[str, Any]]:
             if a is None or rec.get("error"):
                 continue
             gated = bool(a.get("ok")) and a.get("finish_reason") != "length" and not a.get("error")
+            if drop:
+                a["signals"] = {k: v for k, v in (a.get("signals") or {}).items() if k not in drop}
+            correct = a.get(label) if label in a else rec.get(label)
             items[str(rec["id"])] = {"id": str(rec["id"]), "category": rec.get("category"), "gated": gated,
-                                     "attempt": a, "correct": bool(a.get("ast_valid"))}  # fmt: skip
+                                     "attempt": a, "correct": bool(correct)}  # fmt: skip
     return list(items.values())
 
 
@@ -170,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--confidence", type=float, default=0.95)
     ap.add_argument("--splits", type=int, default=20)
     ap.add_argument("--method", default="fixed_sequence", choices=("fixed_sequence", "bonferroni"))
+    ap.add_argument("--label", default="ast_valid", help="ast_valid (bench bfcl) or exec_ok (bench agent)")
+    ap.add_argument("--drop-signal", nargs="*", default=[], help="gate signals to leave out (ablation)")
     ap.add_argument("--json", type=Path, help="write the full result here")
     args = ap.parse_args(argv)
     if not 0 < args.alpha < 1 or not 0 < args.confidence < 1:
@@ -179,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"error: no results.jsonl in {', '.join(missing)}", file=sys.stderr)
         return 2
-    items = load(args.results, args.rung)
+    items = load(args.results, args.rung, args.label, args.drop_signal)
     if not items:
         print(f"error: no item has an attempt of rung {args.rung!r}", file=sys.stderr)
         return 2

@@ -243,6 +243,8 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="system:N:H items")
     ap.add_argument("--llama-server", default=None, help="path to a built llama-server binary")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--gen-tokens-from", type=Path, default=None,
+                    help="an earlier --out file whose modelladder runs set the servers' max_tokens")  # fmt: skip
     args = ap.parse_args()
     plan = [(s, int(n), int(h)) for s, n, h in (r.split(":") for r in args.runs)]
     max_n, max_h = max(n for _, n, _ in plan), max(h for _, _, h in plan)
@@ -250,6 +252,11 @@ def main() -> None:
     needs_prompts = any(s in ("llama-cpp-python", "llama-server") for s, _, _ in plan)
     prompts = rendered_prompts(flows) if needs_prompts else None
     gen_tokens: dict[tuple[int, int], int] = {}
+    if args.gen_tokens_from:
+        for run_ in json.loads(args.gen_tokens_from.read_text())["runs"]:
+            if run_["summary"]["system"] == "modelladder":
+                for r in run_["hops"]:
+                    gen_tokens.setdefault((r["conv"], r["hop"]), r["completion_tokens"] or 32)
     results = []
     with tempfile.TemporaryDirectory() as tmp, progress_bar() as bar:
         for system, n, h in plan:  # a fresh server per run: nothing cached from the one before

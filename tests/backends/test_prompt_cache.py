@@ -194,3 +194,17 @@ def test_an_oversized_conversation_still_fails_with_context_overflow(fresh: Load
     with pytest.raises(BackendError) as err:
         backend.generate([{"role": "user", "content": FACTS * 8}], None, PARAMS)
     assert err.value.code == "context_overflow"
+
+
+def test_a_new_conversation_restores_the_system_prompt_another_one_left(fresh: LoadedModel) -> None:
+    """Agents of one kind share their instructions and tools: a new conversation starts from
+    the saved state of another one with the same system prompt, not from an empty context."""
+    backend = LlamaCppBackend("smol-cache", fresh, prompt_cache_mb=256)
+    first = _conversation("animals", 1)[0]
+    backend.generate(first, None, PARAMS)
+    backend.generate(_conversation("numbers", 1)[0], None, PARAMS)  # another agent in between
+    newcomer = [first[0], {"role": "user", "content": "A different question: which number is the cat?"}]
+    g = backend.generate(newcomer, None, PARAMS)
+    system_tokens = len(backend.tokenize(first[0]["content"]))
+    assert g.raw["prompt_cache"]["restored"] >= system_tokens
+    assert g.cached_prompt_tokens >= system_tokens

@@ -20,14 +20,14 @@ KINDS = ("select", "insert", "update", "delete", "create")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _COMMON = r"""
-expr: and_expr ("OR" and_expr)*
-and_expr: not_expr ("AND" not_expr)*
-not_expr: "NOT" not_expr | predicate
-predicate: sum (COMPARE sum | "IS" "NOT"? "NULL" | "NOT"? "IN" "(" value ("," value)* ")" | "NOT"? "LIKE" STRING | "NOT"? "BETWEEN" sum "AND" sum)?
-sum: term (ADDOP term)*
-term: factor (MULOP factor)*
+expr: and_expr (" OR " and_expr)*
+and_expr: not_expr (" AND " not_expr)*
+not_expr: "NOT " not_expr | predicate
+predicate: sum (" "? COMPARE " "? sum | " IS " "NOT "? "NULL" | " " "NOT "? "IN (" value (", "? value)* ")" | " " "NOT "? "LIKE " STRING | " " "NOT "? "BETWEEN " sum " AND " sum)?
+sum: term (" "? ADDOP " "? term)*
+term: factor (" "? MULOP " "? factor)*
 factor: value | column | func | "(" expr ")"
-func: AGG "(" ("*" | "DISTINCT"? expr) ")" | FN "(" expr ("," expr)* ")"
+func: AGG "(" ("*" | "DISTINCT "? expr) ")" | FN "(" expr (", "? expr)* ")"
 column: (qualifier ".")? COLUMN
 qualifier: TABLE | ALIAS
 value: NUMBER | STRING | "NULL" | "TRUE" | "FALSE"
@@ -36,41 +36,45 @@ ADDOP: "+" | "-"
 MULOP: "*" | "/"
 AGG: "COUNT" | "SUM" | "AVG" | "MIN" | "MAX"
 FN: "LOWER" | "UPPER" | "LENGTH" | "ROUND" | "ABS" | "COALESCE"
-NUMBER: /-?[0-9]{1,12}(\.[0-9]{1,6})?/
+NUMBER: /[0-9]{1,12}(\.[0-9]{1,6})?/
 STRING: /'([^'\n]|''){0,200}'/
-ALIAS: /[a-z][a-z0-9_]{0,7}/
-%ignore /[ \t\n]+/
+ALIAS: /[a-z][0-9]?/
+OUTNAME: /[a-z][a-z0-9_]{0,23}/
 """
 
+# Numbers are unsigned (no unary minus): "1 - -2" would read as "1 -" plus a SQL comment.
+# Single spaces are part of the grammar, not ignored between tokens: an ignored-whitespace
+# rule lets a small model emit whitespace until its token budget runs out (measured on
+# SmolLM2 at an identifier it could not finish), and SQL needs one space where it needs any.
 _SELECT = r"""
-select: "SELECT" "DISTINCT"? items "FROM" source join* where? group? having? order? {limit}
-items: "*" | item ("," item)*
-item: expr ("AS"? ALIAS)?
-source: TABLE ("AS"? ALIAS)?
-join: ("INNER" | "LEFT" "OUTER"? | "CROSS")? "JOIN" source ("ON" expr)?
-where: "WHERE" expr
-group: "GROUP" "BY" expr ("," expr)*
-having: "HAVING" expr
-order: "ORDER" "BY" order_item ("," order_item)*
-order_item: expr ("ASC" | "DESC")?
-limit: "LIMIT" NUMBER
+select: "SELECT " ("DISTINCT ")? items " FROM " source join* where? group? having? order? {limit}
+items: "*" | item (", "? item)*
+item: expr (" AS " OUTNAME)?
+source: TABLE (" " ("AS ")? ALIAS)?
+join: " " ("INNER " | "LEFT " ("OUTER ")? | "CROSS ")? "JOIN " source (" ON " expr)?
+where: " WHERE " expr
+group: " GROUP BY " expr (", "? expr)*
+having: " HAVING " expr
+order: " ORDER BY " order_item (", "? order_item)*
+order_item: expr (" ASC" | " DESC")?
+limit: " LIMIT " NUMBER
 """
 
 _WRITES = {
     "insert": r"""
-insert: "INSERT" "INTO" TABLE "(" COLUMN ("," COLUMN)* ")" "VALUES" row ("," row)*
-row: "(" value ("," value)* ")"
+insert: "INSERT INTO " TABLE " (" COLUMN (", "? COLUMN)* ") VALUES " row (", "? row)*
+row: "(" value (", "? value)* ")"
 """,
     "update": r"""
-update: "UPDATE" TABLE "SET" assign ("," assign)* ("WHERE" expr)?
-assign: COLUMN "=" sum
+update: "UPDATE " TABLE " SET " assign (", "? assign)* (" WHERE " expr)?
+assign: COLUMN " "? "=" " "? sum
 """,
     "delete": r"""
-delete: "DELETE" "FROM" TABLE ("WHERE" expr)?
+delete: "DELETE FROM " TABLE (" WHERE " expr)?
 """,
     "create": r"""
-create: "CREATE" "TABLE" NEWNAME "(" coldef ("," coldef)* ")"
-coldef: NEWNAME SQLTYPE?
+create: "CREATE TABLE " NEWNAME " (" coldef (", "? coldef)* ")"
+coldef: NEWNAME (" " SQLTYPE)?
 NEWNAME: /[A-Za-z_][A-Za-z0-9_]{0,40}/
 SQLTYPE: /(INTEGER|INT|TEXT|REAL|FLOAT|NUMERIC|BOOLEAN|DATE|DATETIME|VARCHAR(\([0-9]{1,4}\))?)/
 """,

@@ -101,6 +101,44 @@ def schema_of(a: dict[str, Any]) -> dict[str, list[str]]:
     return {a["table_name"][0]: cols}
 
 
+def _parts(sql: str) -> tuple[str, str, frozenset[str], frozenset[str]] | None:
+    """Kind, table, column names and WHERE conjuncts of a statement (what BFCL's structured
+    answer holds), normalised; ``None`` if it does not parse."""
+    try:
+        st = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
+    except sqlglot.errors.SqlglotError:
+        return None
+    table = st.find(exp.Table)
+    if isinstance(st, exp.Create) and isinstance(st.this, exp.Schema):
+        cols = {c.name.lower() for c in st.this.expressions if isinstance(c, exp.ColumnDef | exp.Identifier)}
+    elif isinstance(st, exp.Select):
+        cols = {e.alias_or_name.lower() for e in st.expressions}
+    elif isinstance(st, exp.Update):
+        cols = {e.this.name.lower() for e in st.expressions if isinstance(e, exp.EQ)}
+    elif isinstance(st, exp.Insert) and isinstance(st.this, exp.Schema):
+        cols = {c.name.lower() for c in st.this.expressions}
+    else:
+        cols = set()
+    where = st.args.get("where")
+    conds: set[str] = set()
+    if where is not None:
+        stack = [where.this]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, exp.And):
+                stack += [node.left, node.right]
+            else:
+                conds.add(node.sql(dialect="sqlite", normalize=True))
+    return type(st).__name__, table.name.lower() if table else "", frozenset(cols), frozenset(conds)
+
+
+def structural_match(pred: str, gold: str) -> bool:
+    """The same kind, table, columns and conditions (column types, order and quoting aside):
+    the fields BFCL's answer gives."""
+    a, b = _parts(Sql({"t": ["x"]}).normalised(pred)), _parts(gold)
+    return a is not None and a == b
+
+
 def free_text_sql(text: str) -> str:
     """The statement in a free-text answer: code fences dropped, the first statement kept."""
     m = re.search(r"```(?:sql)?\s*(.*?)```", text, re.S | re.I)
@@ -138,7 +176,9 @@ def main() -> None:
                     text = free_text_sql(gen.text)
                 verdict = contract.validate(text)
                 row[mode] = {"text": text, "valid": verdict.ok, "reason": verdict.reason,
-                             "correct": contract.equivalent(text, g_sql), "latency_s": gen.latency_s}  # fmt: skip
+                             "correct": contract.equivalent(text, g_sql),
+                             "structural": verdict.ok and structural_match(text, g_sql),
+                             "latency_s": gen.latency_s}  # fmt: skip
             rows.append(row)
             bar.update(task, advance=1, c=str(sum(r["constrained"]["correct"] for r in rows)),
                        f=str(sum(r["free"]["correct"] for r in rows)))  # fmt: skip
@@ -151,14 +191,19 @@ def main() -> None:
         summary[mode] = {
             "valid": sum(r[mode]["valid"] for r in rows), "n": n,
             "correct": sum(r[mode]["correct"] for r in scored), "scored": m,
+            "structural": sum(r[mode]["structural"] for r in scored),
             "p50_s": statistics.median(lat), "p95_s": lat[min(n - 1, int(0.95 * n))],
         }  # fmt: skip
     print(f"{n - m} of {n} gold answers are not valid SQL and are not scored: "
           f"{[r['id'] for r in rows if not r['gold_valid']]}")  # fmt: skip
-    print("| mode | valid | correct | p50 s | p95 s |\n|---|---|---|---|---|")
+    print(
+        "| mode | valid | same statement (sqlglot-normalised) | same kind, table, columns, conditions | p50 s | p95 s |"
+    )
+    print("|---|---|---|---|---|---|")
     for mode, s in summary.items():
         print(f"| {mode} | {s['valid']}/{n} ({100 * s['valid'] / n:.1f} %) | {s['correct']}/{m} "
-              f"({100 * s['correct'] / m:.1f} %) | {s['p50_s']:.2f} | {s['p95_s']:.2f} |")  # fmt: skip
+              f"({100 * s['correct'] / m:.1f} %) | {s['structural']}/{m} ({100 * s['structural'] / m:.1f} %) | "
+              f"{s['p50_s']:.2f} | {s['p95_s']:.2f} |")  # fmt: skip
     by_kind: dict[str, list[int]] = {}
     for r in rows:
         k = by_kind.setdefault(r["kind"], [0, 0, 0])

@@ -152,14 +152,19 @@ def test_the_decoding_grammar_admits_what_validation_refuses() -> None:
 
     decoding = lark.Lark(SQL.grammar_text, parser="earley")
     for text in ("SELECT city FROM orders LIMIT 5", "SELECT total FROM customers LIMIT 5"):
-        decoding.parse(text)  # admitted by the decoding grammar...
-        assert SQL.validate(text).reason == "sql_unknown_column"  # ...refused by validation
+        decoding.parse(f"```sql\n{text}\n```")  # admitted by the decoding grammar (in its fence)...
+        assert SQL.validate(f"```sql\n{text}\n```").reason == "sql_unknown_column"  # ...refused
     with pytest.raises(lark.exceptions.LarkError):
-        decoding.parse("SELECT * FROM users LIMIT 5")  # unknown tables cannot even be decoded
+        decoding.parse("```sql\nSELECT * FROM users LIMIT 5\n```")  # unknown tables cannot even be decoded
+    assert (
+        SQL.validate("```sql\nSELECT id FROM orders LIMIT 5;\n```").value == "SELECT id FROM orders LIMIT 5"
+    )
 
 
 def test_equivalence_and_stored_spec() -> None:
     assert SQL.equivalent("select id from orders limit 5", "SELECT id\nFROM orders LIMIT 5;")
+    assert SQL.equivalent("```sql\nselect id from orders limit 5\n```", "SELECT id FROM orders LIMIT 5")
+    assert Sql("CREATE TABLE t (a, b)").tables == {"t": ["a", "b"]}  # DDL without column types
     assert not SQL.equivalent("SELECT id FROM orders LIMIT 5", "SELECT id FROM orders LIMIT 6")
     again = contract_from_spec({"kind": "sql", "spec": SQL.spec()})
     assert isinstance(again, Sql) and again.digest() == SQL.digest() and again == SQL

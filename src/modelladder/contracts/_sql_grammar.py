@@ -23,11 +23,11 @@ _COMMON = r"""
 expr: and_expr (" OR " and_expr)*
 and_expr: not_expr (" AND " not_expr)*
 not_expr: "NOT " not_expr | predicate
-predicate: sum (" "? COMPARE " "? sum | " IS " "NOT "? "NULL" | " " "NOT "? "IN (" value (", "? value)* ")" | " " "NOT "? "LIKE " STRING | " " "NOT "? "BETWEEN " sum " AND " sum)?
+predicate: sum (" "? COMPARE " "? sum | " IS " "NOT "? "NULL" | " " "NOT "? "IN (" value ("," " "? value)* ")" | " " "NOT "? "LIKE " STRING | " " "NOT "? "BETWEEN " sum " AND " sum)?
 sum: term (" "? ADDOP " "? term)*
 term: factor (" "? MULOP " "? factor)*
 factor: value | column | func | "(" expr ")"
-func: AGG "(" ("*" | "DISTINCT "? expr) ")" | FN "(" expr (", "? expr)* ")"
+func: AGG "(" ("*" | "DISTINCT "? expr) ")" | FN "(" expr ("," " "? expr)* ")"
 column: (qualifier ".")? COLUMN
 qualifier: TABLE | ALIAS
 value: NUMBER | STRING | "NULL" | "TRUE" | "FALSE"
@@ -48,32 +48,32 @@ OUTNAME: /[a-z][a-z0-9_]{0,23}/
 # SmolLM2 at an identifier it could not finish), and SQL needs one space where it needs any.
 _SELECT = r"""
 select: "SELECT " ("DISTINCT ")? items " FROM " source join* where? group? having? order? {limit}
-items: "*" | item (", "? item)*
+items: "*" | item ("," " "? item)*
 item: expr (" AS " OUTNAME)?
 source: TABLE (" " ("AS ")? ALIAS)?
 join: " " ("INNER " | "LEFT " ("OUTER ")? | "CROSS ")? "JOIN " source (" ON " expr)?
 where: " WHERE " expr
-group: " GROUP BY " expr (", "? expr)*
+group: " GROUP BY " expr ("," " "? expr)*
 having: " HAVING " expr
-order: " ORDER BY " order_item (", "? order_item)*
+order: " ORDER BY " order_item ("," " "? order_item)*
 order_item: expr (" ASC" | " DESC")?
 limit: " LIMIT " NUMBER
 """
 
 _WRITES = {
     "insert": r"""
-insert: "INSERT INTO " TABLE " (" COLUMN (", "? COLUMN)* ") VALUES " row (", "? row)*
-row: "(" value (", "? value)* ")"
+insert: "INSERT INTO " TABLE " (" COLUMN ("," " "? COLUMN)* ") VALUES " row ("," " "? row)*
+row: "(" value ("," " "? value)* ")"
 """,
     "update": r"""
-update: "UPDATE " TABLE " SET " assign (", "? assign)* (" WHERE " expr)?
+update: "UPDATE " TABLE " SET " assign ("," " "? assign)* (" WHERE " expr)?
 assign: COLUMN " "? "=" " "? sum
 """,
     "delete": r"""
 delete: "DELETE FROM " TABLE (" WHERE " expr)?
 """,
     "create": r"""
-create: "CREATE TABLE " NEWNAME " (" coldef (", "? coldef)* ")"
+create: "CREATE TABLE " NEWNAME " (" coldef ("," " "? coldef)* ")"
 coldef: NEWNAME (" " SQLTYPE)?
 NEWNAME: /[A-Za-z_][A-Za-z0-9_]{0,40}/
 SQLTYPE: /(INTEGER|INT|TEXT|REAL|FLOAT|NUMERIC|BOOLEAN|DATE|DATETIME|VARCHAR(\([0-9]{1,4}\))?)/
@@ -94,7 +94,11 @@ def _alternatives(names: Sequence[str]) -> str:
 def sql_grammar(tables: Mapping[str, Sequence[str]], allow: Sequence[str], max_rows: int | None) -> str:
     """The Lark grammar text for statements of the ``allow`` kinds over ``tables``."""
     kinds = [k for k in KINDS if k in allow]
-    parts = [f'start: ({" | ".join(kinds)}) ";"?']
+    # The statement is decoded inside a forced ```sql fence: conditioned on it, a small model's
+    # first token is a keyword, not the first letter of the prose it wanted to write ("I..."
+    # read as INSERT on every BFCL sql item with SmolLM2 before the fence). Validation reads
+    # the statement with the fence stripped.
+    parts = ['start: "```sql\\n" (' + " | ".join(kinds) + ') ";"? "\\n```"']
     if "select" in kinds:
         parts.append(_SELECT.replace("{limit}", "limit" if max_rows else "limit?"))
     parts += [_WRITES[k] for k in kinds if k != "select"]

@@ -22,6 +22,7 @@ of tables to columns.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,24 @@ _KIND_OF: dict[type, str] = {
 }
 
 
+_KIND_USE = {
+    "select": "SELECT to read rows",
+    "insert": "INSERT INTO to add rows",
+    "update": "UPDATE to change rows",
+    "delete": "DELETE FROM to remove rows",
+    "create": "CREATE TABLE for a new table",
+}
+
+
+_FENCE = re.compile(r"\A\s*```(?:sql)?[ \t]*\n?(.*?)\n?```\s*\Z", re.S | re.I)
+
+
+def _unfenced(text: str) -> str:
+    """The statement inside a Markdown code fence (how the decoder writes it), or the text."""
+    m = _FENCE.match(text)
+    return m.group(1) if m else text
+
+
 def _dialect(name: str) -> str:
     try:
         sqlglot.Dialect.get_or_raise(name)
@@ -68,7 +87,7 @@ def _from_ddl(ddl: str, dialect: str) -> dict[str, list[str]]:
     tables: dict[str, list[str]] = {}
     for st in statements:
         if isinstance(st, exp.Create) and isinstance(st.this, exp.Schema):
-            cols = [c.name for c in st.this.expressions if isinstance(c, exp.ColumnDef)]
+            cols = [c.name for c in st.this.expressions if isinstance(c, exp.ColumnDef | exp.Identifier)]
             tables[st.this.this.name] = cols
     return tables
 
@@ -170,7 +189,7 @@ class Sql(Contract):
 
     # -- validation ---------------------------------------------------------------------------
     def parse(self, text: str) -> Verdict:
-        sql = text.strip().rstrip(";").strip()
+        sql = _unfenced(text).strip().rstrip(";").strip()
         if not sql:
             return Verdict.failed("sql_parse_error", "empty output")
         try:
@@ -252,23 +271,26 @@ class Sql(Contract):
         return self.normalised(str(a)) == self.normalised(str(b))
 
     def normalised(self, sql: str) -> str:
+        """The statement as sqlglot writes it back (code fence and trailing ``;`` dropped)."""
+        sql = _unfenced(sql).strip().rstrip(";")
         try:
-            return sqlglot.parse_one(sql.strip().rstrip(";"), read=self.dialect).sql(
-                dialect=self.dialect, normalize=True
-            )
+            return sqlglot.parse_one(sql, read=self.dialect).sql(dialect=self.dialect, normalize=True)
         except sqlglot.errors.SqlglotError:
-            return " ".join(sql.split()).rstrip(";")
+            return " ".join(sql.split())
 
     # -- prompting ----------------------------------------------------------------------------
     def instructions(self) -> str:
-        kinds = "/".join(k.upper() for k in self.allow)
-        limit = f", ending in LIMIT n with n at most {self.max_rows}" if self.max_rows else ""
+        limit = f" End a SELECT with LIMIT n, n at most {self.max_rows}." if self.max_rows else ""
         tables = "\n".join(f"  {t}({', '.join(cols)})" for t, cols in self.tables.items())
+        # Name what each allowed kind is for: a small model's masked first token otherwise
+        # drifts to whichever keyword shares a letter with the prose it wanted to write
+        # (measured on BFCL sql with SmolLM2: "In..." became INSERT on every item).
+        kinds = "; ".join(_KIND_USE[k] for k in self.allow)
         return (
-            f"Write exactly one {self.dialect} SQL statement ({kinds} only{limit}) for the request, "
-            f"using only these tables and columns:\n{tables}\n"
-            "Reply with the SQL statement only: no explanation, no code fence."
-        )
+            f"Write exactly one {self.dialect} SQL statement for the request ({kinds}), "
+            f"using only these tables and columns:\n{tables}\n{limit.strip()}\n"
+            "Reply with the SQL statement only, in a ```sql code block, no explanation."
+        ).replace("\n\n", "\n")
 
     def openai_request(self) -> dict[str, Any]:
         return {}  # plain text, validated afterwards (remote rungs are told in the prompt)

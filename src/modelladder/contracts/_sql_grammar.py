@@ -20,14 +20,14 @@ KINDS = ("select", "insert", "update", "delete", "create")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _COMMON = r"""
-expr: and_expr (" OR " and_expr)*
-and_expr: not_expr (" AND " not_expr)*
+expr: {{and_expr| " OR " |4}}
+and_expr: {{not_expr| " AND " |4}}
 not_expr: "NOT " not_expr | predicate
-predicate: sum (" "? COMPARE " "? sum | " IS " "NOT "? "NULL" | " " "NOT "? "IN (" value ("," " "? value)* ")" | " " "NOT "? "LIKE " STRING | " " "NOT "? "BETWEEN " sum " AND " sum)?
-sum: term (" "? ADDOP " "? term)*
-term: factor (" "? MULOP " "? factor)*
+predicate: sum (" "? COMPARE " "? sum | " IS " "NOT "? "NULL" | " " "NOT "? "IN (" {{value| "," " "? |8}} ")" | " " "NOT "? "LIKE " STRING | " " "NOT "? "BETWEEN " sum " AND " sum)?
+sum: {{term| " "? ADDOP " "? |4}}
+term: {{factor| " "? MULOP " "? |4}}
 factor: value | column | func | "(" expr ")"
-func: AGG "(" ("*" | "DISTINCT "? expr) ")" | FN "(" expr ("," " "? expr)* ")"
+func: AGG "(" ("*" | "DISTINCT "? expr) ")" | FN "(" {{expr| "," " "? |3}} ")"
 column: (qualifier ".")? COLUMN
 qualifier: TABLE | ALIAS
 value: NUMBER | STRING | "NULL" | "TRUE" | "FALSE"
@@ -42,43 +42,61 @@ ALIAS: /[a-z][0-9]?/
 OUTNAME: /[a-z][a-z0-9_]{0,23}/
 """
 
+# Lists and chains are bounded ({{item|separator|n}}: at most n): unbounded repetition let
+# SmolLM2 write "AND status = 1 AND status = 2 ..." or the same column forty times until its
+# token budget ran out (measured on the demo's SQL step).
 # Numbers are unsigned (no unary minus): "1 - -2" would read as "1 -" plus a SQL comment.
 # Single spaces are part of the grammar, not ignored between tokens: an ignored-whitespace
 # rule lets a small model emit whitespace until its token budget runs out (measured on
 # SmolLM2 at an identifier it could not finish), and SQL needs one space where it needs any.
 _SELECT = r"""
-select: "SELECT " ("DISTINCT ")? items " FROM " source join* where? group? having? order? {limit}
-items: "*" | item ("," " "? item)*
+select: "SELECT " ("DISTINCT ")? items " FROM " source join? join? where? group? having? order? {limit}
+items: "*" | {{item| "," " "? |8}}
 item: expr (" AS " OUTNAME)?
 source: TABLE (" " ("AS ")? ALIAS)?
 join: " " ("INNER " | "LEFT " ("OUTER ")? | "CROSS ")? "JOIN " source (" ON " expr)?
 where: " WHERE " expr
-group: " GROUP BY " expr ("," " "? expr)*
+group: " GROUP BY " {{expr| "," " "? |3}}
 having: " HAVING " expr
-order: " ORDER BY " order_item ("," " "? order_item)*
+order: " ORDER BY " {{order_item| "," " "? |3}}
 order_item: expr (" ASC" | " DESC")?
 limit: " LIMIT " NUMBER
 """
 
 _WRITES = {
     "insert": r"""
-insert: "INSERT INTO " TABLE " (" COLUMN ("," " "? COLUMN)* ") VALUES " row ("," " "? row)*
-row: "(" value ("," " "? value)* ")"
+insert: "INSERT INTO " TABLE " (" {{COLUMN| "," " "? |12}} ") VALUES " {{row| "," " "? |5}}
+row: "(" {{value| "," " "? |12}} ")"
 """,
     "update": r"""
-update: "UPDATE " TABLE " SET " assign ("," " "? assign)* (" WHERE " expr)?
+update: "UPDATE " TABLE " SET " {{assign| "," " "? |8}} (" WHERE " expr)?
 assign: COLUMN " "? "=" " "? sum
 """,
     "delete": r"""
 delete: "DELETE FROM " TABLE (" WHERE " expr)?
 """,
     "create": r"""
-create: "CREATE TABLE " NEWNAME " (" coldef ("," " "? coldef)* ")"
+create: "CREATE TABLE " NEWNAME " (" {{coldef| "," " "? |16}} ")"
 coldef: NEWNAME (" " SQLTYPE)?
 NEWNAME: /[A-Za-z_][A-Za-z0-9_]{0,40}/
 SQLTYPE: /(INTEGER|INT|TEXT|REAL|FLOAT|NUMERIC|BOOLEAN|DATE|DATETIME|VARCHAR(\([0-9]{1,4}\))?)/
 """,
 }
+
+
+_BOUNDED = re.compile(r"\{\{(.+?)\|(.+?)\|(\d+)\}\}")
+
+
+def _upto(item: str, sep: str, n: int) -> str:
+    """``item`` repeated 1..n times with ``sep`` between, as nested optionals."""
+    out = ""
+    for _ in range(n - 1):
+        out = f"({sep} {item}{(' ' + out) if out else ''})?"
+    return f"{item} {out}".strip()
+
+
+def _expand(text: str) -> str:
+    return _BOUNDED.sub(lambda m: _upto(m.group(1).strip(), m.group(2).strip(), int(m.group(3))), text)
 
 
 def _name(n: str) -> str:
@@ -105,4 +123,4 @@ def sql_grammar(tables: Mapping[str, Sequence[str]], allow: Sequence[str], max_r
     parts.append(_COMMON)
     columns = [c for cols in tables.values() for c in cols]
     parts.append(f"TABLE: {_alternatives(list(tables))}\nCOLUMN: {_alternatives(columns)}\n")
-    return "\n".join(parts)
+    return _expand("\n".join(parts))

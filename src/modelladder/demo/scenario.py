@@ -122,7 +122,7 @@ STEPS: dict[str, Step] = {
         "query_orders",
         Sql(None, connection=ORDERS_DB, explain=True, max_rows=20),
         system="Write the SQLite query that answers the question about the shop's orders.",
-        max_tokens=96,
+        max_tokens=160,
     ),
 }
 

@@ -129,3 +129,29 @@ def test_equivalence_per_contract_kind() -> None:
     assert not schema.equivalent({"n": 2}, {"n": 3})
     choice = Choice(["billing", "shipping"])
     assert choice.equivalent("billing", "billing") and not choice.equivalent("billing", "shipping")
+
+
+def test_tool_steps_record_where_in_the_turn_they_were(tmp_path: Path) -> None:
+    """The gate's turn-position signals: right after the user's message, or after N results."""
+    from modelladder.contracts import ToolCalls
+    from modelladder.ladder.loops import turn_position
+    from modelladder.learning.features import from_attempt
+
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    user = [{"role": "user", "content": "do it"}]
+    called = [*user, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"}]  # fmt: skip
+    assert turn_position(user) == (True, 0) and turn_position(called) == (False, 1)
+    assert turn_position([]) == (False, 0)
+    store = TraceStore(tmp_path / "t.sqlite")
+    ladder = Ladder(_fleet(), store=store, backends={
+        "small": fixed("small", "<tool_call>[]</tool_call>", [-0.3]), "big": fixed("big", "x", [0.0])})  # fmt: skip
+    step = Step("act", ToolCalls([tool], allow_no_call=True))
+    first, later = ladder.run(step, user), ladder.run(step, called)
+    c1, c2 = (store.get_run(r.run_id).attempts[0].confidence for r in (first, later))
+    assert (c1.turn_start, c1.tool_results) == (1.0, 0.0) and (c2.turn_start, c2.tool_results) == (0.0, 1.0)
+    row = from_attempt(store.get_run(first.run_id).attempts[0])
+    assert row.numeric["decline_at_turn_start"] == 1.0 and row.tool == "<decline>"
+    assert from_attempt(store.get_run(later.run_id).attempts[0]).numeric["decline_at_turn_start"] == 0.0
+    store.close()

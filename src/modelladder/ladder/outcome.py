@@ -46,6 +46,10 @@ class Confidence:
     # the call-or-decline (or call-or-answer) choice: the first real choice that is not layout.
     # A decline has no value token, so this is the only thing the gate can see of it.
     decision_logprob: float | None = None
+    # where in the turn the attempt was made (tool steps): 1.0 right after the user's message,
+    # and how many tool results came since it (not confidence, but signals the gate learns from)
+    turn_start: float | None = None
+    tool_results: float | None = None
 
     @classmethod
     def from_logprobs(
@@ -68,7 +72,8 @@ class Confidence:
     def signals(self) -> dict[str, float]:
         """The extra signals as stored beside the mean and minimum (only those measured)."""
         extra = {"p10_logprob": self.p10_logprob, "p25_logprob": self.p25_logprob,
-                 "first_logprob": self.first_logprob, "decision_logprob": self.decision_logprob}  # fmt: skip
+                 "first_logprob": self.first_logprob, "decision_logprob": self.decision_logprob,
+                 "turn_start": self.turn_start, "tool_results": self.tool_results}  # fmt: skip
         return {k: v for k, v in extra.items() if v is not None}
 
 

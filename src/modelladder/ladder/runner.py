@@ -22,7 +22,7 @@ from modelladder.contracts.base import Verdict
 from modelladder.contracts.tools import ANSWER_STRING_CAP, ToolCalls
 from modelladder.ladder.gate import Gate, GateVerdict
 from modelladder.ladder.keys import step_key
-from modelladder.ladder.loops import LOOP_REASON, repeated_calls
+from modelladder.ladder.loops import LOOP_REASON, repeated_calls, turn_position
 from modelladder.ladder.outcome import Attempt, Confidence, Resolved, StepResult, Unresolved
 from modelladder.ladder.policy import Policy, Stop, judge, next_action, shadow_rung
 from modelladder.ladder.shaping import RungView, Shaper, ShapeRequest
@@ -426,6 +426,11 @@ class Ladder:
             attempt.verdict = contract.validate(gen.text, prompt)
         if isinstance(contract, ToolCalls):
             attempt.decision = contract.decision(gen.text)
+            if attempt.confidence is not None:
+                start, results = turn_position(prompt)
+                attempt.confidence = dataclasses.replace(
+                    attempt.confidence, turn_start=float(start), tool_results=float(results)
+                )
             value = attempt.verdict.value
             # Only where the step may do something else: answer, decline, or (``required``
             # with several tools) call another tool, as pydantic-ai's output tool

@@ -33,6 +33,7 @@ __all__ = [
 NUMERIC = (
     "mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "first_logprob",
     "log_value_tokens", "log_completion_tokens", "no_value_tokens", "decision_logprob", "no_decision",
+    "turn_start", "log_tool_results", "decline_at_turn_start",
 )  # fmt: skip
 #: The numeric features of gate models fitted before the decision signal was recorded
 #: (their stored encoders name none, so they are read with these).
@@ -85,6 +86,12 @@ def from_fields(
     decision = sig.get("decision_logprob")
     numeric["decision_logprob"] = MISSING_LOGPROB if decision is None else float(decision)
     numeric["no_decision"] = float(decision is None)
+    # where in the turn (absent on old records and remote rungs: the neutral 0.5 and 0)
+    numeric["turn_start"] = float(sig.get("turn_start", 0.5))
+    numeric["log_tool_results"] = math.log1p(float(sig.get("tool_results", 0.0)))
+    # a decline right after the user's message, as its own feature: a linear gate cannot
+    # form the product of "declined" and "turn start" by itself
+    numeric["decline_at_turn_start"] = float(_tool(value) == "<decline>" and sig.get("turn_start") == 1.0)
     return Row(numeric, _tool(value), rung)
 
 

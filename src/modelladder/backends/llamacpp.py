@@ -169,18 +169,14 @@ class LlamaCppBackend:
                 # The working sequence is about to be overwritten: keep it for its next hop.
                 info["saved"] = int(self._save_resident())
             if restore and entry is not None:
-                if restore_sequence(llm._ctx.ctx, entry):
+                ok = restore_sequence(llm._ctx.ctx, entry)
+                cache.restored(entry, ok, shared)
+                if ok:
                     llm.input_ids[: len(entry.tokens)] = entry.tokens
                     llm.n_tokens = len(entry.tokens)
-                    prefix = shared
-                    info["restored"] = shared
-                    cache.stats.hits += 1
-                    cache.stats.restored_tokens += shared
+                    prefix = info["restored"] = shared
                 else:  # incompatible state: evaluate the prompt instead, and say so
-                    cache.discard(entry)
-                    cache.stats.restore_failures += 1
-                    info["failed"] = 1
-                    prefix = 0
+                    prefix, info["failed"] = 0, 1
             else:
                 cache.stats.misses += 1
         llm.n_tokens = prefix

@@ -163,9 +163,14 @@ class PrefixLRU:
             self.stats.entries = len(self._entries)
             return True
 
-    def discard(self, state: SavedState) -> None:
-        """Forget ``state`` (a restore of it failed)."""
+    def restored(self, state: SavedState, ok: bool, shared: int) -> None:
+        """Count a restore of ``state`` (``shared`` prompt tokens); a failed one forgets it."""
         with self._lock:
+            if ok:
+                self.stats.hits += 1
+                self.stats.restored_tokens += shared
+                return
+            self.stats.restore_failures += 1
             for key, e in list(self._entries.items()):
                 if e is state:
                     self._remove(key)

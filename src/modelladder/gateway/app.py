@@ -326,8 +326,9 @@ def create_app(
     store = store if store is not None else TraceStore()
     from modelladder.learning import StoreGate  # the calibrated gate per step, new versions picked up live
 
+    learned = StoreGate(store)  # the gate and the ex-ante skip, both from the store's calibrations
     ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory,
-                    gate=StoreGate(store))  # fmt: skip
+                    gate=learned, skip=learned)  # fmt: skip
     gw = Gateway(ladder, store, config, owns_store)
 
     @contextlib.asynccontextmanager

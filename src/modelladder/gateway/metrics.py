@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from modelladder.ladder.outcome import Attempt
+from modelladder.ladder.outcome import SKIPPED, Attempt
 
 __all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics", "ReadCounter"]
 
@@ -146,7 +146,7 @@ class Metrics:
         )  # fmt: skip
         self.attempt_latency = Histogram("modelladder_attempt_duration_seconds", "Latency of one attempt, by rung.",
                                          ("rung",), lock)  # fmt: skip
-        self.attempts = Counter("modelladder_attempts_total", "Attempts by rung and outcome (accepted/escalated).",
+        self.attempts = Counter("modelladder_attempts_total", "Attempts by rung and outcome (accepted/escalated/skipped).",
                                 ("rung", "outcome"), lock)  # fmt: skip
         self.escalations = Counter(
             "modelladder_escalations_total", "Escalations by reason.", ("reason",), lock
@@ -186,6 +186,10 @@ class Metrics:
 
     def on_attempt(self, attempt: Attempt) -> None:
         """Ladder hook: called in the worker thread after each attempt is judged."""
+        if attempt.error == SKIPPED:  # passed over before it ran: no latency to observe
+            self.attempts.inc(attempt.rung, "skipped")
+            self.escalations.inc(attempt.escalation_reason or SKIPPED)
+            return
         self.attempt_latency.observe(attempt.latency_s, attempt.rung)
         self.attempts.inc(attempt.rung, "accepted" if attempt.accepted else "escalated")
         if attempt.escalation_reason:

@@ -101,9 +101,16 @@ class Gateway:
         self.queues = queueing.Queues(
             self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
         )
+        gate = ladder.gate
         self.metrics = Metrics(
             lambda: [(q.name, q.waiting, q.running) for q in self.queues.all],
             _prompt_caches,
+            gates=getattr(gate, "status", dict),
+            skips=getattr(gate, "skip_status", dict),
+            shadow_rates=lambda: {
+                **{"default": self.fleet.default_policy.shadow_rate},
+                **{name: p.shadow_rate for name, p in self.fleet.steps.items()},
+            },
         )
         self.limiter = anyio.CapacityLimiter(sum(q.concurrency for q in self.queues.all) + 2)
 

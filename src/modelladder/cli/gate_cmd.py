@@ -86,9 +86,11 @@ def status_cmd(as_json: bool, db: Path | None) -> None:
     show_default=True,
 )
 @click.option("--min-labels", type=click.IntRange(min=2), default=30, show_default=True)
+@click.option("--all-contracts", is_flag=True,
+              help="One gate over every contract the step has had (tool sets that change per conversation).")  # fmt: skip
 @_db_option
 def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, contract_digest: str | None,
-                  method: str, min_labels: int, db: Path | None) -> None:  # fmt: skip
+                  method: str, min_labels: int, all_contracts: bool, db: Path | None) -> None:  # fmt: skip
     """Calibrate STEP_KEY (a step name, or contract:<digest> for unnamed steps)."""
     from modelladder.learning import CalibrationError, calibrate_step
     from modelladder.traces import TraceStoreError
@@ -96,7 +98,8 @@ def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, c
     store = _open(db)
     try:
         version, cert = calibrate_step(store, step_key, alpha=max_accepted_wrong, confidence=confidence,
-                                       contract_digest=contract_digest, method=method, min_labels=min_labels)  # fmt: skip
+                                       contract_digest=contract_digest, method=method, min_labels=min_labels,
+                                       all_contracts=all_contracts)  # fmt: skip
     except (CalibrationError, TraceStoreError) as exc:
         fail(f"{exc}; the previous calibration stays in force")
     if cert.certified:

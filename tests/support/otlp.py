@@ -116,11 +116,16 @@ class OtlpReceiver:
 
     def wait_for(self, n: int, timeout_s: float = 20.0) -> list[ReceivedSpan]:
         """At least ``n`` spans (all received so far), or an AssertionError after ``timeout_s``."""
+        return self.wait_until(lambda spans: len(spans) >= n, f"{n} spans", timeout_s)
+
+    def wait_until(self, done: Callable[[list[ReceivedSpan]], bool], what: str,
+                   timeout_s: float = 20.0) -> list[ReceivedSpan]:  # fmt: skip
+        """All spans received so far once ``done(spans)``, or an AssertionError after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while len(self.spans) < n:
+            while not done(self.spans):
                 left = deadline - time.monotonic()
-                assert left > 0, f"{len(self.spans)} spans arrived in {timeout_s}s, expected {n}"
+                assert left > 0, f"{len(self.spans)} spans arrived in {timeout_s}s, not {what}"
                 self._cond.wait(left)
             return list(self.spans)
 

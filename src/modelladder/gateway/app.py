@@ -33,6 +33,7 @@ from modelladder.gateway import errors, queueing, shaping, translate
 from modelladder.gateway.auth import Guard, load_api_keys
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.metrics import Metrics
+from modelladder.gateway.otel import RunTrace, Telemetry, telemetry_for
 from modelladder.gateway.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -78,6 +79,8 @@ class GatewayConfig:
     api_keys: tuple[str, ...] | None = None
     key_file: str | None = None
     preload: bool = False  # load local models at startup instead of on first use
+    # OTLP/HTTP base URL for spans (modelladder.gateway.otel); None: the OTEL_* environment decides
+    otlp_endpoint: str | None = None
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -95,8 +98,10 @@ async def _disconnected(request: Request) -> None:
 class Gateway:
     """One gateway: the ladder, its queues and metrics, and the request handlers."""
 
-    def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool):
+    def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool,
+                 telemetry: Telemetry | None = None):  # fmt: skip
         self.ladder, self.store, self.config, self.owns_store = ladder, store, config, owns_store
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.fleet: Fleet = ladder.fleet
         self.queues = queueing.Queues(
             self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
@@ -121,6 +126,7 @@ class Gateway:
         plan = translate.plan(
             req, self.fleet, max_tokens_limit=cfg.max_tokens_limit, default_max_tokens=cfg.default_max_tokens
         )
+        spans = self.telemetry.begin(request.headers, req.model)  # None: tracing off
         queue = self.queues.for_rung(plan.entry)
         budget = plan.policy.latency_budget_s
         conversation = derive_episode_id(plan.messages)  # the queue prefers the resident one
@@ -150,10 +156,10 @@ class Gateway:
             )
         run = partial(
             self.ladder.run, plan.step, plan.messages, policy=policy, tags=plan.tags, run_id=uuid.uuid4().hex,
-            params=plan.params, on_attempt=self.metrics.on_attempt,
+            params=plan.params, on_attempt=spans.hook(self.metrics.on_attempt) if spans else self.metrics.on_attempt,
         )  # fmt: skip
         if plan.streams_live:
-            return await self._live(plan, run, queue, t0)
+            return await self._live(plan, run, queue, t0, spans)
         started = time.perf_counter()
         try:
             result = await anyio.to_thread.run_sync(run, limiter=self.limiter)
@@ -165,9 +171,10 @@ class Gateway:
             raise APIError(400, str(exc), code="invalid_request") from None
         finally:
             queue.release(time.perf_counter() - started)
-        return self._finished(plan, result, t0)
+        return self._finished(plan, result, t0, spans)
 
-    async def _live(self, plan: translate.Plan, run: Any, queue: queueing.RungQueue, t0: float) -> Response:
+    async def _live(self, plan: translate.Plan, run: Any, queue: queueing.RungQueue, t0: float,
+                    spans: RunTrace | None = None) -> Response:  # fmt: skip
         """Stream free text as it is decoded (``Plan.streams_live``). The status line waits
         for the first piece of text: a run that ends before any (an error, a call, an empty
         answer that escalates) is answered exactly as a buffered one, with its real status."""
@@ -196,7 +203,7 @@ class Gateway:
                 ) from None
             except ValueError as exc:
                 raise APIError(400, str(exc), code="invalid_request") from None
-            return self._finished(plan, result, t0)
+            return self._finished(plan, result, t0, spans)
         rung, text = first
         run_id = run.keywords["run_id"]
         live = shaping.LiveStream(run_id, rung, plan)
@@ -223,7 +230,7 @@ class Gateway:
                         APIError(500, f"the run failed after streaming began: {exc}", "internal_error")
                     )
                     return
-                self._count(plan, result, t0)
+                self._count(plan, result, t0, spans)
                 if result.outcome != "resolved":  # cannot happen by Plan.streams_live's rules; never hide it
                     yield live.fail(shaping.unresolved_error(result))
                 elif result.rung != rung or not result.text.strip().startswith(live.sent):
@@ -240,13 +247,19 @@ class Gateway:
 
         return StreamingResponse(body(), 200, headers, media_type="text/event-stream")
 
-    def _count(self, plan: translate.Plan, result: Any, t0: float) -> None:
+    def _count(self, plan: translate.Plan, result: Any, t0: float, spans: RunTrace | None = None) -> None:
         self.metrics.runs.inc(plan.step.name, result.outcome)
         self.metrics.request_latency.observe(time.perf_counter() - t0, result.rung or "none")
+        if spans is not None:
+            spans.finish(
+                result, {"max_tokens": plan.params.max_tokens, "temperature": plan.params.temperature}
+            )
 
-    def _finished(self, plan: translate.Plan, result: Any, t0: float) -> Response:
+    def _finished(
+        self, plan: translate.Plan, result: Any, t0: float, spans: RunTrace | None = None
+    ) -> Response:
         """A finished run as a response: the body (or an SSE replay), or the error."""
-        self._count(plan, result, t0)
+        self._count(plan, result, t0, spans)
         if result.outcome != "resolved":
             raise shaping.unresolved_error(result)
         headers = shaping.headers_for(result)
@@ -323,20 +336,25 @@ def create_app(
     config: GatewayConfig | None = None,
     backends: Mapping[str, Backend] | None = None,
     backend_factory: BackendFactory | None = None,
+    telemetry: Telemetry | None = None,
 ) -> FastAPI:
     """The gateway as an ASGI app. ``fleet``: default ``load_fleet()`` (``$MODELLADDER_FLEET``
     or the bundled fleet); ``store``: default the trace store in ``data_dir()``;
-    ``backends``/``backend_factory`` are passed to the :class:`Ladder` (tests, benchmarks)."""
+    ``backends``/``backend_factory`` are passed to the :class:`Ladder` (tests, benchmarks);
+    ``telemetry``: default spans to the OTLP endpoint configured (none: off, see
+    :mod:`modelladder.gateway.otel`)."""
     config = config or GatewayConfig()
+    fleet = fleet or load_fleet()
+    telemetry = telemetry if telemetry is not None else telemetry_for(fleet, config.otlp_endpoint)
     keys = config.api_keys if config.api_keys is not None else load_api_keys(config.key_file)
     owns_store = store is None
     store = store if store is not None else TraceStore()
     from modelladder.learning import StoreGate  # the calibrated gate per step, new versions picked up live
 
     learned = StoreGate(store)  # the gate and the ex-ante skip, both from the store's calibrations
-    ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory,
+    ladder = Ladder(fleet, store=store, backends=backends, backend_factory=backend_factory,
                     gate=learned, skip=learned)  # fmt: skip
-    gw = Gateway(ladder, store, config, owns_store)
+    gw = Gateway(ladder, store, config, owns_store, telemetry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -345,6 +363,7 @@ def create_app(
         if config.preload:
             await anyio.to_thread.run_sync(gw.preload)
         yield
+        gw.telemetry.shutdown()  # export the spans still queued
         if gw.owns_store:
             gw.store.close()
 

@@ -130,6 +130,18 @@ def test_reconnects_after_the_connection_is_lost(postgres_url: str) -> None:
             store.list_runs()
         store.record(make_resolved("after"))  # the next one gets a new connection
         assert {r.run_id for r in store.list_runs()} == {"before", "after"}
+        # lost again while the server cannot be reached: each call fails clearly, none for good
+        pid = store._db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with raw(postgres_url) as admin:
+            admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+        with pytest.raises(TraceStoreError):
+            store.count_runs()
+        store._location = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"  # as if it were down
+        for _ in range(2):
+            with pytest.raises(TraceStoreError, match="cannot connect"):
+                store.count_runs()
+        store._location = postgres_url  # back up
+        assert store.count_runs() == 2
 
 
 def test_nul_in_text_is_refused_by_postgres_only(trace_location: Path | str) -> None:

@@ -211,10 +211,10 @@ class TraceStore(LabelsMixin):
             self._inherited.append(self._conn)
             self._pid = os.getpid()
             self._conn = self._connect()
-        elif self._conn.broken:  # the server went away and came back (or a replica's network blinked)
-            stale, self._conn = self._conn, None
-            stale.close()
-            self._conn = self._connect()
+        elif self._conn.broken:  # the server went away (restart, network): connect again
+            fresh = self._connect()  # while it is still down this raises, and the next call retries
+            self._conn.close()
+            self._conn = fresh
         return self._conn
 
     @contextmanager

@@ -1,4 +1,5 @@
-"""Shared fixtures. Real models, a real OpenAI-compatible server, real SQLite files."""
+"""Shared fixtures. Real models, a real OpenAI-compatible server, real SQLite files and a real
+PostgreSQL server (started once per session when its binaries are installed)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,43 @@ import pytest
 
 from modelladder.fleet import Fleet, parse_fleet
 from tests.support.models import SMOL, free_port
+from tests.support.postgres import PostgresServer, find_binaries, start_server
 
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test writes into the user's real data dir."""
     monkeypatch.setenv("MODELLADDER_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.delenv("MODELLADDER_TRACES", raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole session (tests.support.postgres)."""
+    bindir = find_binaries()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, postgres): apt-get install postgresql")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install 'modelladder[postgres]'")
+    with start_server(bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty store on the session's server (a schema of its own, see new_schema)."""
+    return postgres_server.new_schema()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def trace_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a trace-store test keeps its store: once a SQLite file, once a PostgreSQL database.
+    The same test runs on both, so the two stores cannot drift apart."""
+    if request.param == "sqlite":
+        return tmp_path / "traces.sqlite"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ from tests.support.learning import CONTRACT, DIGEST, edge_attempt, fill, fixed
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TraceStore:
-    s = TraceStore(tmp_path / "t.sqlite")
+def store(trace_location: Path | str) -> TraceStore:
+    s = TraceStore(trace_location)  # once SQLite, once PostgreSQL
     yield s
     s.close()
 

@@ -4,7 +4,6 @@ follows each contract kind."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from modelladder.ladder.runner import derive_episode_id
 from modelladder.traces import TraceStore, UnknownRunError
 from modelladder.traces import migrations as mig
 from tests.support.learning import fixed
+from tests.support.traces import raw as raw_db
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -28,19 +28,18 @@ def _fleet() -> Fleet:
     return Fleet(rungs=[Rung("small", "llamacpp", 1, "edge"), Rung("big", "reference", 9, "cloud")])
 
 
-def test_v3_store_upgrades_and_keeps_its_feedback(tmp_path: Path) -> None:
-    db = tmp_path / "old.sqlite"
-    conn = sqlite3.connect(db, isolation_level=None)
-    assert mig.migrate(conn, target=3) == [1, 2, 3]
-    for rid, step, digest in (("a", "extract", "d1"), ("b", "default", "d2"), ("c", "default", None)):
-        conn.execute(
-            "INSERT INTO runs (run_id, created_at, step, contract_digest, messages, outcome) "
-            "VALUES (?, ?, ?, ?, '[]', 'resolved')",
-            (rid, T0.isoformat(), step, digest),
-        )
-    conn.execute("UPDATE runs SET feedback_success = 0, feedback_note = 'wrong', feedback_at = ? "
-                 "WHERE run_id = 'a'", (T0.isoformat(),))  # fmt: skip
-    conn.close()
+def test_v3_store_upgrades_and_keeps_its_feedback(trace_location: Path | str) -> None:
+    db = trace_location
+    with raw_db(db) as conn:
+        assert conn.migrate(target=3) == [1, 2, 3]
+        for rid, step, digest in (("a", "extract", "d1"), ("b", "default", "d2"), ("c", "default", None)):
+            conn.execute(
+                "INSERT INTO runs (run_id, created_at, step, contract_digest, messages, outcome) "
+                "VALUES (?, ?, ?, ?, '[]', 'resolved')",
+                (rid, T0.isoformat(), step, digest),
+            )
+        conn.execute("UPDATE runs SET feedback_success = 0, feedback_note = 'wrong', feedback_at = ? "
+                     "WHERE run_id = 'a'", (T0.isoformat(),))  # fmt: skip
 
     with TraceStore(db) as s:
         assert s.schema_version == mig.LATEST_VERSION >= 4
@@ -64,8 +63,8 @@ def test_v3_store_upgrades_and_keeps_its_feedback(tmp_path: Path) -> None:
         assert raw == 0  # the old column is never written again
 
 
-def test_labels_validate_their_target(tmp_path: Path) -> None:
-    with TraceStore(tmp_path / "t.sqlite") as s:
+def test_labels_validate_their_target(trace_location: Path | str) -> None:
+    with TraceStore(trace_location) as s:
         with pytest.raises(UnknownRunError):
             s.add_label("nope", kind="correct", value=1, source="checker")
         with pytest.raises(ValueError, match="source"):
@@ -76,8 +75,8 @@ def test_labels_validate_their_target(tmp_path: Path) -> None:
         assert s.labels()[0].episode_id == "ep-1"
 
 
-def test_ladder_records_key_episode_config_and_signals(tmp_path: Path) -> None:
-    store = TraceStore(tmp_path / "t.sqlite")
+def test_ladder_records_key_episode_config_and_signals(trace_location: Path | str) -> None:
+    store = TraceStore(trace_location)
     contract = Choice(["billing", "shipping"])
     ladder = Ladder(_fleet(), store=store, backends={
         "small": fixed("small", "billing", [-0.1, -0.5, -2.0, -0.05]),
@@ -131,7 +130,7 @@ def test_equivalence_per_contract_kind() -> None:
     assert choice.equivalent("billing", "billing") and not choice.equivalent("billing", "shipping")
 
 
-def test_tool_steps_record_where_in_the_turn_they_were(tmp_path: Path) -> None:
+def test_tool_steps_record_where_in_the_turn_they_were(trace_location: Path | str) -> None:
     """The gate's turn-position signals: right after the user's message, or after N results."""
     from modelladder.contracts import ToolCalls
     from modelladder.ladder.loops import turn_position
@@ -144,7 +143,7 @@ def test_tool_steps_record_where_in_the_turn_they_were(tmp_path: Path) -> None:
         {"role": "tool", "tool_call_id": "c1", "content": "done"}]  # fmt: skip
     assert turn_position(user) == (True, 0) and turn_position(called) == (False, 1)
     assert turn_position([]) == (False, 0)
-    store = TraceStore(tmp_path / "t.sqlite")
+    store = TraceStore(trace_location)
     ladder = Ladder(_fleet(), store=store, backends={
         "small": fixed("small", "<tool_call>[]</tool_call>", [-0.3]), "big": fixed("big", "x", [0.0])})  # fmt: skip
     step = Step("act", ToolCalls([tool], allow_no_call=True))

@@ -47,7 +47,7 @@ class BenchConfig:
     fleet_path: Path | None = None
     sweep_gate: bool = False
     target: float = 0.95
-    db: Path | None = None
+    db: Path | str | None = None  # a SQLite file or a postgresql:// URL
     record_traces: bool = True
     progress: bool = True
     reuse: list[Path] = field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -21,6 +22,25 @@ class CliError(click.ClickException):
 
 def fail(message: str) -> NoReturn:
     raise CliError(message)
+
+
+class TraceStoreParam(click.ParamType):
+    """``--db``: a SQLite file (a :class:`~pathlib.Path`) or a ``postgresql://`` URL, kept as the
+    string (a Path would fold its ``//``)."""
+
+    name = "FILE|URL"
+    _file = click.Path(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        from modelladder.traces.paths import is_postgres_url
+
+        if isinstance(value, Path) or is_postgres_url(value):
+            return value
+        return self._file.convert(value, param, ctx)
+
+
+TRACE_STORE = TraceStoreParam()
+TRACE_STORE_HELP = "Trace store: a SQLite file or a postgresql:// URL (default: $MODELLADDER_TRACES, else $MODELLADDER_HOME/traces.sqlite)."
 
 
 def probe_llama_or_fail(fleet: Fleet) -> None:

@@ -73,7 +73,7 @@ __all__ = ["agent"]
 def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
           examples_k: int, examples_from: Path | None, index: str, max_tools: int | None,
-          history_budget: int | None, learn_gate: float | None, out_dir: Path, db: Path | None,
+          history_budget: int | None, learn_gate: float | None, out_dir: Path, db: Path | str | None,
           no_progress: bool) -> None:  # fmt: skip
     """Run BFCL v4 multi-turn items on the real tool classes; write results, summary and report.
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from modelladder.cli import main
-from modelladder.cli._common import fail, probe_llama_or_fail
+from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 
 __all__ = ["bench", "bfcl"]
@@ -18,8 +18,7 @@ __all__ = ["bench", "bfcl"]
 def output_options(f: Any) -> Any:
     """``--out``, ``--db`` and ``--no-progress``: the same for every benchmark command."""
     f = click.option("--no-progress", is_flag=True, help="No progress bar.")(f)
-    f = click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).")(f)  # fmt: skip
+    f = click.option("--db", type=TRACE_STORE, default=None, help=TRACE_STORE_HELP)(f)
     return click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
                         help="Output directory (results.jsonl, summary.json, report.html). "
                         "Rerunning with the same one resumes.")(f)  # fmt: skip
@@ -84,7 +83,7 @@ def bfcl(
     sweep_gate: bool,
     target: float,
     out_dir: Path,
-    db: Path | None,
+    db: Path | str | None,
     reuse: tuple[Path, ...],
     no_progress: bool,
 ) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from modelladder.backends.base import BackendError
 from modelladder.cli import main
-from modelladder.cli._common import fail, probe_llama_or_fail
+from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail, probe_llama_or_fail
 from modelladder.contracts import Sql
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.ladder import Ladder, Resolved, Unresolved
@@ -59,10 +59,8 @@ def _answer(result: Resolved | Unresolved, contract: Any = None) -> str:
 @click.option(
     "--fleet", "fleet_path", type=click.Path(dir_okay=False), help="fleet.toml (default: the bundled fleet)"
 )
-@click.option(
-    "--db", type=click.Path(dir_okay=False), help="trace store (default: $MODELLADDER_HOME/traces.sqlite)"
-)
-def demo(fleet_path: str | None, db: str | None) -> None:
+@click.option("--db", type=TRACE_STORE, help=TRACE_STORE_HELP)
+def demo(fleet_path: str | None, db: Path | str | None) -> None:
     """Run the bundled agent scenario (route, extract, call a tool, decline, query the shop's
     database) through the ladder."""
     from modelladder.demo.scenario import STEPS, load_inputs
@@ -174,7 +172,6 @@ def demo(fleet_path: str | None, db: str | None) -> None:
         f"[bold]cost:[/] ${sum(r.cost_usd for r in all_results):.6f}"
     )
     console.print(
-        f"[bold]traces:[/] {len(all_results)} runs written to {Path(store.path)}  "
-        "(see `modelladder traces list`)"
+        f"[bold]traces:[/] {len(all_results)} runs written to {store.path}  (see `modelladder traces list`)"
     )
     store.close()

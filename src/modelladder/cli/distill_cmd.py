@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelladder.cli import main
-from modelladder.cli._common import fail
+from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail
 from modelladder.distill.errors import DistillError
 
 __all__ = [
@@ -50,9 +50,9 @@ def _run(fn: Callable[[], Any]) -> Any:
 def _db_option(f: F) -> F:
     return click.option(
         "--db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=TRACE_STORE,
         default=None,
-        help="Trace store (default: $MODELLADDER_HOME/traces.sqlite).",
+        help=TRACE_STORE_HELP,
     )(f)
 
 
@@ -176,7 +176,7 @@ def distill() -> None:
 def dataset_cmd(
     step: str,
     out_dir: Path,
-    db: Path | None,
+    db: Path | str | None,
     fleet_path: Path | None,
     base_gguf: Path | None,
     tags: tuple[str, ...],
@@ -192,7 +192,7 @@ def dataset_cmd(
 ) -> None:
     """Build train/holdout chat JSONL and a manifest from the traces of STEP."""
     from modelladder.distill.dataset import DatasetConfig, build_dataset
-    from modelladder.traces.paths import default_traces_path
+    from modelladder.traces.paths import default_traces_location
 
     def go() -> dict[str, Any]:
         fmt = "chat_template"
@@ -202,7 +202,7 @@ def dataset_cmd(
         cfg = DatasetConfig(
             step=step,
             out_dir=out_dir,
-            db=db or default_traces_path(),
+            db=db or default_traces_location(),
             tags=_tags(tags),
             teacher_rungs=teacher_rungs,
             holdout=holdout,
@@ -555,7 +555,7 @@ def rollback_cmd(step: str, fleet_path: Path) -> None:
 def refine_cmd(
     step: str,
     fleet_path: Path,
-    db: Path | None,
+    db: Path | str | None,
     min_new_traces: int,
     work_dir: Path | None,
     tags: tuple[str, ...],
@@ -578,12 +578,12 @@ def refine_cmd(
 ) -> None:
     """Rebuild, retrain, evaluate and promote-or-not in one command (safe on a schedule)."""
     from modelladder.distill.refine import RefineConfig, refine
-    from modelladder.traces.paths import default_traces_path
+    from modelladder.traces.paths import default_traces_location
 
     cfg = RefineConfig(
         step=step,
         fleet_path=fleet_path,
-        db=db or default_traces_path(),
+        db=db or default_traces_location(),
         work_dir=work_dir,
         min_new_traces=min_new_traces,
         tags=_tags(tags),

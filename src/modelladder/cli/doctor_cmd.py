@@ -32,9 +32,12 @@ def _version(dist: str) -> str:
 def _store_line() -> str:
     """The default trace store and its schema version, read without creating or migrating it."""
     from modelladder.traces.migrations import LATEST_VERSION, current_version
-    from modelladder.traces.paths import default_traces_path
+    from modelladder.traces.paths import default_traces_location, is_postgres_url
 
-    path = default_traces_path()
+    path = default_traces_location()
+    if is_postgres_url(path):
+        return _postgres_line(str(path))
+    path = Path(path)
     if not path.exists():
         return f"{path} (not created yet; schema v{LATEST_VERSION} when it is)"
     try:
@@ -47,6 +50,33 @@ def _store_line() -> str:
         return f"{path} (unreadable: {exc})"
     state = "up to date" if version == LATEST_VERSION else f"migrates to v{LATEST_VERSION} on first write"
     return f"{path} (schema v{version}, {state})"
+
+
+def _postgres_line(url: str) -> str:
+    """A PostgreSQL store's schema version, read without creating or migrating anything."""
+    from modelladder.traces import TraceStoreError
+    from modelladder.traces.migrations import LATEST_VERSION
+    from modelladder.traces.postgres import PostgresEngine
+
+    try:
+        engine = PostgresEngine(
+            url, create=True, timeout=5
+        )  # create=True: an empty database is not an error here
+        try:
+            version = engine.schema_version()
+        finally:
+            engine.close()
+    except TraceStoreError as exc:
+        return f"unusable: {exc}"
+    except Exception as exc:  # the driver's own error on the first query: doctor reports, never crashes
+        return f"unusable: {type(exc).__name__}: {exc}"
+    label = engine.label
+    if version == 0:
+        return f"{label} (no tables yet; schema v{LATEST_VERSION} on first use)"
+    state = "up to date" if version == LATEST_VERSION else f"migrates to v{LATEST_VERSION} on first write"
+    if version > LATEST_VERSION:
+        state = f"newer than this modelladder (v{LATEST_VERSION}): upgrade"
+    return f"{label} (schema v{version}, {state})"
 
 
 def _features(system_info: str) -> list[str]:

@@ -154,7 +154,9 @@ def delete_cmd(example_id: str, index_path: Path | None) -> None:
 @click.option("--key", default=None, help="Rebuild only this step key.")
 @_db_option
 @_index_option
-def rebuild_cmd(embedder: str | None, key: str | None, db: Path | None, index_path: Path | None) -> None:
+def rebuild_cmd(
+    embedder: str | None, key: str | None, db: Path | str | None, index_path: Path | None
+) -> None:
     """Rebuild the index from the trace store's verified, still valid answers."""
     from modelladder.learning.example_index import ExampleIndexError
     from modelladder.learning.example_source import rebuild_from_store

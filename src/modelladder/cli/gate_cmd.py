@@ -29,7 +29,7 @@ def gate() -> None:
 @gate.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_db_option
-def status_cmd(as_json: bool, db: Path | None) -> None:
+def status_cmd(as_json: bool, db: Path | str | None) -> None:
     """Per step: calibration version, certified alpha, threshold, live accepted-wrong, drift."""
     from modelladder.learning import StoreGate
 
@@ -90,7 +90,7 @@ def status_cmd(as_json: bool, db: Path | None) -> None:
               help="One gate over every contract the step has had (tool sets that change per conversation).")  # fmt: skip
 @_db_option
 def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, contract_digest: str | None,
-                  method: str, min_labels: int, all_contracts: bool, db: Path | None) -> None:  # fmt: skip
+                  method: str, min_labels: int, all_contracts: bool, db: Path | str | None) -> None:  # fmt: skip
     """Calibrate STEP_KEY (a step name, or contract:<digest> for unnamed steps)."""
     from modelladder.learning import CalibrationError, calibrate_step
     from modelladder.traces import TraceStoreError
@@ -133,7 +133,7 @@ def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, c
 @click.option("--min-labels", type=click.IntRange(min=2), default=30, show_default=True)
 @_db_option
 def calibrate_skip_cmd(
-    step_key: str, max_lost: float, confidence: float, min_labels: int, db: Path | None
+    step_key: str, max_lost: float, confidence: float, min_labels: int, db: Path | str | None
 ) -> None:
     """Fit STEP_KEY's ex-ante skip: from the request alone, start above the edge where it will fail."""
     from modelladder.learning import CalibrationError, calibrate_skip
@@ -162,7 +162,7 @@ def calibrate_skip_cmd(
 @gate.command("explain")
 @click.argument("run_id")
 @_db_option
-def explain_cmd(run_id: str, db: Path | None) -> None:
+def explain_cmd(run_id: str, db: Path | str | None) -> None:
     """Why each answer of RUN_ID was kept or escalated (with the gate's score where it had one)."""
     from modelladder.learning.calibrate import CalibrationError, parse
     from modelladder.learning.features import from_attempt

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from modelladder.cli import main
-from modelladder.cli._common import fail, probe_llama_or_fail
+from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.gateway import GatewayConfig, create_app
 from modelladder.gateway.auth import load_api_keys
@@ -38,9 +38,9 @@ __all__ = ["serve"]
 )
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=TRACE_STORE,
     default=None,
-    help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).",
+    help=TRACE_STORE_HELP + " Replicas share one PostgreSQL store.",
 )
 @click.option(
     "--api-key-file",
@@ -74,7 +74,7 @@ def serve(
     host: str,
     port: int,
     fleet_path: Path | None,
-    db: Path | None,
+    db: Path | str | None,
     api_key_file: Path | None,
     max_queue: int,
     queue_timeout: float,

@@ -17,9 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from modelladder.cli import main
-from modelladder.cli._common import fail
+from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail
 from modelladder.traces import RunRecord, TraceStore, TraceStoreError, UnknownRunError
-from modelladder.traces.paths import default_traces_path
+from modelladder.traces.paths import default_traces_location, is_postgres_url
 
 __all__ = ["EXPORT_FORMATS", "F", "SHORT_ID", "export_cmd", "list_cmd", "show_cmd", "traces"]
 
@@ -31,21 +31,30 @@ EXPORT_FORMATS = ("jsonl",)
 def _db_option(f: F) -> F:
     return click.option(
         "--db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=TRACE_STORE,
         default=None,
-        help="Trace store file (default: $MODELLADDER_HOME/traces.sqlite).",
+        help=TRACE_STORE_HELP,
     )(f)
 
 
-def _open(db: Path | None) -> TraceStore:
-    path = db if db is not None else default_traces_path()
-    if not path.exists():
-        hint = "" if db is not None else " (nothing recorded yet? set MODELLADDER_HOME or pass --db)"
-        fail(f"no trace store at {path}{hint}")
+def _open(db: Path | str | None) -> TraceStore:
+    """The existing store (never created here); a missing or unreachable one is one error line."""
+    location = db if db is not None else default_traces_location()
+    if not is_postgres_url(location) and not Path(location).exists():
+        hint = (
+            ""
+            if db is not None
+            else " (nothing recorded yet? set MODELLADDER_HOME or MODELLADDER_TRACES, or pass --db)"
+        )
+        fail(f"no trace store at {location}{hint}")
     try:
-        return TraceStore(path, create=False)
+        store = TraceStore(location, create=False)
     except TraceStoreError as exc:
         fail(str(exc))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # closed when the command ends, whether or not the caller closes it
+        ctx.call_on_close(store.close)
+    return store
 
 
 def _console() -> Console:
@@ -99,7 +108,7 @@ SHORT_ID = 12
 @click.option("--full-ids", is_flag=True, help=f"Show whole run ids (default: the first {SHORT_ID} chars).")
 @_db_option
 def list_cmd(
-    limit: int, step: str | None, outcome: str | None, tag: str | None, full_ids: bool, db: Path | None
+    limit: int, step: str | None, outcome: str | None, tag: str | None, full_ids: bool, db: Path | str | None
 ) -> None:
     """The most recent runs, newest first. `traces show` accepts the shortened ids."""
     tag_filter: tuple[str, str] | None = None
@@ -168,7 +177,7 @@ def _content(message: dict[str, Any]) -> str:
 @click.argument("run_id")
 @click.option("--full", is_flag=True, help="Do not shorten long messages and outputs.")
 @_db_option
-def show_cmd(run_id: str, full: bool, db: Path | None) -> None:
+def show_cmd(run_id: str, full: bool, db: Path | str | None) -> None:
     """One run: its input, outcome and every attempt (RUN_ID may be a unique prefix)."""
     with _open(db) as store:
         run = _find(store, run_id)
@@ -259,7 +268,7 @@ def export_cmd(
     include_unresolved: bool,
     include_failed_feedback: bool,
     with_metadata: bool,
-    db: Path | None,
+    db: Path | str | None,
 ) -> None:
     """Resolved runs as OpenAI chat fine-tuning JSONL (one {"messages": [...]} per line)."""
     if fmt.lower() not in EXPORT_FORMATS:

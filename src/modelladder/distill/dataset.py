@@ -45,6 +45,7 @@ from modelladder.distill.redact import Redactor
 from modelladder.distill.steps import StepSource, make_source
 from modelladder.ladder import Step
 from modelladder.traces import AttemptRecord, RunRecord, TraceStore, TraceStoreError
+from modelladder.traces.paths import redact_url
 
 __all__ = ["DatasetConfig", "FORMAT_VERSION", "MANIFEST", "build_dataset", "load_manifest", "read_jsonl"]
 
@@ -60,7 +61,7 @@ class DatasetConfig:
 
     step: str
     out_dir: Path
-    db: Path | None = None
+    db: Path | str | None = None  # a SQLite file or a postgresql:// URL
     tags: dict[str, str] = field(default_factory=dict)
     teacher_rungs: tuple[str, ...] = ()
     holdout: float = 0.2
@@ -433,7 +434,7 @@ def _write(
         "format_version": FORMAT_VERSION,
         "step": cfg.step,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "trace_store": str(cfg.db) if cfg.db else None,
+        "trace_store": redact_url(str(cfg.db)) if cfg.db else None,  # never a password
         "newest_run_considered": newest,
         "step_source": source.spec,
         "reference": source.reference_name,

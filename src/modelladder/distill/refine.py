@@ -35,7 +35,7 @@ __all__ = ["RefineConfig", "new_traces", "refine"]
 class RefineConfig:
     step: str
     fleet_path: Path
-    db: Path | None = None
+    db: Path | str | None = None  # a SQLite file or a postgresql:// URL
     work_dir: Path | None = None  # default: <fleet>.history/refine/<step>
     min_new_traces: int = 50
     keep_runs: int = 3

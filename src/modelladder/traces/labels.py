@@ -15,13 +15,13 @@ This module only stores and reads; what a calibration *means* is :mod:`modelladd
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from modelladder.traces.engine import Engine, Row
 from modelladder.traces.errors import TraceStoreError, UnknownRunError
 
 __all__ = ["CalibrationRow", "LabelRecord", "LabelsMixin", "SOURCES"]
@@ -60,7 +60,7 @@ class CalibrationRow:
     body: str
 
 
-def _label(row: sqlite3.Row) -> LabelRecord:
+def _label(row: Row) -> LabelRecord:
     return LabelRecord(
         id=row["id"],
         run_id=row["run_id"],
@@ -75,7 +75,7 @@ def _label(row: sqlite3.Row) -> LabelRecord:
     )
 
 
-def _calibration(row: sqlite3.Row) -> CalibrationRow:
+def _calibration(row: Row) -> CalibrationRow:
     return CalibrationRow(
         version=row["version"],
         step_key=row["step_key"],
@@ -93,13 +93,12 @@ class LabelsMixin:
 
     # provided by TraceStore
     path: Any
-    _lock: Any
+    _errors: tuple[type[BaseException], ...]
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover - TraceStore's
+    def _write(self) -> AbstractContextManager[Engine]:  # pragma: no cover - TraceStore's
         raise NotImplementedError
 
-    @property
-    def _db(self) -> sqlite3.Connection:  # pragma: no cover - TraceStore's
+    def _read(self, snapshot: bool = False) -> AbstractContextManager[Engine]:  # pragma: no cover
         raise NotImplementedError
 
     # -- labels -------------------------------------------------------------------------------
@@ -125,6 +124,17 @@ class LabelsMixin:
         if not kind:
             raise ValueError("a label needs a kind")
         stamp = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+        try:
+            return self._insert_label(
+                run_id, attempt_idx, episode_id, kind, value, source, note, detail, stamp
+            )
+        except self._errors as exc:
+            raise TraceStoreError(f"cannot add a {source} label to run {run_id!r}: {exc}") from exc
+
+    def _insert_label(
+        self, run_id: str | None, attempt_idx: int | None, episode_id: str | None, kind: str,
+        value: float, source: str, note: str | None, detail: dict[str, Any] | None, stamp: str,
+    ) -> int:  # fmt: skip
         with self._write() as conn:
             if run_id is not None:
                 found = conn.execute("SELECT episode_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -137,13 +147,22 @@ class LabelsMixin:
                 ).fetchone()
                 if hit is None:
                     raise UnknownRunError(f"run {run_id!r} has no attempt {attempt_idx}")
-            cur = conn.execute(
+            row = conn.execute(
                 "INSERT INTO labels (run_id, attempt_idx, episode_id, kind, value, source, note, detail, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, attempt_idx, episode_id, kind, float(value), source, note,
-                 json.dumps(detail, ensure_ascii=False) if detail else None, stamp),
-            )  # fmt: skip
-            return int(cur.lastrowid or 0)
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    run_id,
+                    attempt_idx,
+                    episode_id,
+                    kind,
+                    float(value),
+                    source,
+                    note,
+                    json.dumps(detail, ensure_ascii=False) if detail else None,
+                    stamp,
+                ),
+            ).fetchall()  # fmt: skip (fetchall: a RETURNING statement must finish before COMMIT)
+            return int(row[0][0])
 
     def labels(self, run_id: str | None = None, *, source: str | None = None) -> list[LabelRecord]:
         """Labels in the order they were given, optionally of one run and/or one source."""
@@ -155,14 +174,14 @@ class LabelsMixin:
             clauses.append("source = ?")
             params.append(source)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM labels{where} ORDER BY id", params).fetchall()
+        with self._read() as db:
+            rows = db.execute(f"SELECT * FROM labels{where} ORDER BY id", params).fetchall()
         return [_label(r) for r in rows]
 
     def iter_step_runs(self, key: str) -> Iterator[str]:
         """The run ids of one step key, oldest first (what a calibration reads)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT run_id FROM runs WHERE COALESCE(step_key, step) = ? ORDER BY created_at, rowid",
                 (key,),
             ).fetchall()
@@ -170,12 +189,15 @@ class LabelsMixin:
 
     def step_keys(self) -> list[tuple[str, int, int]]:
         """Every step key with its number of runs and of labels, most runs first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT COALESCE(r.step_key, r.step) AS k, COUNT(DISTINCT r.run_id) AS n, "
-                "(SELECT COUNT(*) FROM labels l JOIN runs r2 ON l.run_id = r2.run_id "
-                " WHERE COALESCE(r2.step_key, r2.step) = COALESCE(r.step_key, r.step)) AS nl "
-                "FROM runs r GROUP BY k ORDER BY n DESC, k"
+        with self._read() as db:
+            rows = db.execute(
+                # two grouped counts joined on the key (PostgreSQL refuses a correlated subquery
+                # on the grouped expression that SQLite accepts)
+                "SELECT g.k AS k, g.n AS n, COALESCE(lc.nl, 0) AS nl FROM "
+                "(SELECT COALESCE(step_key, step) AS k, COUNT(*) AS n FROM runs GROUP BY 1) g LEFT JOIN "
+                "(SELECT COALESCE(r.step_key, r.step) AS k, COUNT(*) AS nl FROM labels l "
+                " JOIN runs r ON l.run_id = r.run_id GROUP BY 1) lc ON lc.k = g.k "
+                "ORDER BY g.n DESC, g.k"
             ).fetchall()
         return [(r["k"], int(r["n"]), int(r["nl"])) for r in rows]
 
@@ -187,16 +209,16 @@ class LabelsMixin:
         sql = """
             SELECT a.rung AS rung, (
                 SELECT l.value FROM labels l
-                WHERE l.run_id = a.run_id AND l.created_at > :since AND (
+                WHERE l.run_id = a.run_id AND l.created_at > ? AND (
                     (l.attempt_idx = a.idx AND l.kind = 'correct')
                     OR (l.attempt_idx IS NULL AND l.kind = 'success'))
                 ORDER BY l.id DESC LIMIT 1) AS value
             FROM attempts a JOIN runs r ON r.run_id = a.run_id
-            WHERE COALESCE(r.step_key, r.step) = :key AND r.created_at > :since
+            WHERE COALESCE(r.step_key, r.step) = ? AND r.created_at > ?
               AND a.accepted = 1 AND a.placement = 'edge'
         """
-        with self._lock:
-            rows = self._db.execute(sql, {"since": stamp, "key": step_key}).fetchall()
+        with self._read() as db:
+            rows = db.execute(sql, (stamp, step_key, stamp)).fetchall()
         return [(r["rung"], float(r["value"])) for r in rows if r["value"] is not None]
 
     # -- calibrations -------------------------------------------------------------------------
@@ -215,27 +237,25 @@ class LabelsMixin:
         text = json.dumps(body, ensure_ascii=False, allow_nan=False)
         try:
             with self._write() as conn:
-                cur = conn.execute(
+                row = conn.execute(
                     "INSERT INTO calibrations (step_key, contract_digest, created_at, alpha, confidence, "
-                    "certified, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "certified, body) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING version",
                     (step_key, contract_digest, datetime.now(UTC).isoformat(timespec="microseconds"),
                      float(alpha), float(confidence), int(bool(certified)), text),
-                )  # fmt: skip
-                return int(cur.lastrowid or 0)
-        except sqlite3.Error as exc:
+                ).fetchall()  # fmt: skip
+                return int(row[0][0])
+        except self._errors as exc:
             raise TraceStoreError(f"cannot save the calibration of step {step_key!r}: {exc}") from exc
 
     def calibration_version(self) -> int:
         """The newest calibration version over all steps (0: none). Cheap: a running ladder
         polls it to notice a new calibration without a restart."""
-        with self._lock:
-            return int(self._db.execute("SELECT COALESCE(MAX(version), 0) FROM calibrations").fetchone()[0])
+        with self._read() as db:
+            return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM calibrations").fetchone()[0])
 
     def calibrations(self, step_key: str | None = None) -> list[CalibrationRow]:
         """Stored calibrations, newest first, optionally of one step key."""
         where, params = ("WHERE step_key = ?", [step_key]) if step_key is not None else ("", [])
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM calibrations {where} ORDER BY version DESC", params
-            ).fetchall()
+        with self._read() as db:
+            rows = db.execute(f"SELECT * FROM calibrations {where} ORDER BY version DESC", params).fetchall()
         return [_calibration(r) for r in rows]

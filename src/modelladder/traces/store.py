@@ -1,19 +1,24 @@
-"""The trace store: every step run and every attempt, in one SQLite file.
+"""The trace store: every step run and every attempt, in SQLite (default) or PostgreSQL.
 
-Each :class:`TraceStore` owns one connection (WAL mode, ``busy_timeout``, foreign keys on), so
-any number of stores, in any number of threads and processes, can write the same file. A store
-is also safe to share between threads (an internal lock serialises its use of the connection)
-and notices when it was inherited across ``fork()`` and reconnects.
+:class:`TraceStore` writes its queries once; an :class:`~modelladder.traces.engine.Engine`
+carries what differs between the databases (:mod:`modelladder.traces.sqlite`,
+:mod:`modelladder.traces.postgres`). A location that is a ``postgresql://`` URL selects
+PostgreSQL, anything else is a SQLite file (or ``":memory:"``).
 
-Writes take the write lock up front (``BEGIN IMMEDIATE``) so a writer waits on
-``busy_timeout`` instead of failing with ``SQLITE_BUSY`` half-way through.
+Each store owns one connection, so any number of stores, in any number of threads, processes
+and (with PostgreSQL) hosts, can write the same store. A store is also safe to share between
+threads (an internal lock serialises its use of the connection), notices when it was inherited
+across ``fork()`` and reconnects, and reconnects when its PostgreSQL connection was lost.
+
+Every write is one transaction: a run lands with all its attempts or not at all. On SQLite it
+takes the write lock up front (``BEGIN IMMEDIATE``) so a writer waits on ``busy_timeout``
+instead of failing with ``SQLITE_BUSY`` half-way through.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from modelladder.ladder.keys import step_key
+from modelladder.traces.connect import open_engine
+from modelladder.traces.engine import Engine, Row
 from modelladder.traces.errors import TraceStoreError, UnknownRunError
 from modelladder.traces.labels import LabelsMixin
-from modelladder.traces.migrations import current_version, migrate
-from modelladder.traces.paths import default_traces_path
+from modelladder.traces.paths import default_traces_location
 from modelladder.traces.records import AttemptRecord, RunRecord, RunSummary
+from modelladder.traces.sqlite import MEMORY
 
 if TYPE_CHECKING:  # not at runtime: modelladder.ladder may import the trace store itself
     from modelladder.ladder.outcome import Attempt, StepResult
@@ -34,7 +41,6 @@ if TYPE_CHECKING:  # not at runtime: modelladder.ladder may import the trace sto
 __all__ = ["MEMORY", "OUTCOMES", "TraceStore"]
 
 OUTCOMES = ("resolved", "unresolved")
-MEMORY = ":memory:"
 
 
 def _json_default(obj: Any) -> Any:
@@ -65,7 +71,9 @@ def _as_bool(v: int | None) -> bool | None:
     return None if v is None else bool(v)
 
 
-def _filters(step: str | None, outcome: str | None, tag: tuple[str, str] | None) -> tuple[str, list[Any]]:
+def _filters(
+    db: Engine, step: str | None, outcome: str | None, tag: tuple[str, str] | None
+) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if step is not None:
@@ -78,9 +86,7 @@ def _filters(step: str | None, outcome: str | None, tag: tuple[str, str] | None)
         params.append(outcome)
     if tag is not None:
         key, value = tag
-        clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(r.tags) AS t WHERE t.key = ? AND CAST(t.value AS TEXT) = ?)"
-        )
+        clauses.append(db.tag_clause)
         params.extend([key, str(value)])
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -117,7 +123,7 @@ _RUN_COLUMNS = (
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 
 
-def _summary(row: sqlite3.Row) -> dict[str, Any]:
+def _summary(row: Row) -> dict[str, Any]:
     return {
         "run_id": row["run_id"],
         "created_at": datetime.fromisoformat(row["created_at"]),
@@ -136,7 +142,7 @@ def _summary(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _attempt(row: sqlite3.Row) -> AttemptRecord:
+def _attempt(row: Row) -> AttemptRecord:
     return AttemptRecord(
         index=row["idx"],
         rung=row["rung"],
@@ -166,61 +172,38 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
 
 
 class TraceStore(LabelsMixin):
-    """A SQLite trace store. ``path=None`` means ``data_dir() / "traces.sqlite"``; ``":memory:"``
-    gives a private in-memory store. With ``create=False`` a missing file is an error instead of
-    being created. Opening upgrades an older schema; a newer one raises :class:`SchemaVersionError`.
+    """A trace store. ``path`` is a SQLite file, ``":memory:"`` (a private in-memory store) or a
+    ``postgresql://`` URL; ``None`` means ``$MODELLADDER_TRACES``, else ``data_dir() /
+    "traces.sqlite"``. With ``create=False`` a missing store (no file; a database without the
+    tables) is an error instead of being created. Opening upgrades an older schema; a newer one
+    raises :class:`SchemaVersionError`; a database that cannot be reached, :class:`TraceStoreError`.
     """
 
     def __init__(self, path: str | Path | None = None, *, create: bool = True, timeout: float = 10.0) -> None:
-        self.path: Path | str = MEMORY if path == MEMORY else Path(path or default_traces_path()).expanduser()
+        self._location: str | Path = default_traces_location() if path is None else path
         self._create = create
         self._timeout = timeout
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._inherited: list[sqlite3.Connection] = []
+        self._conn: Engine | None = None
+        self._inherited: list[Engine] = []
         self._pid = os.getpid()
         self._conn = self._connect()
+        self.path: Path | str = self._conn.label
+        self._errors = self._conn.errors
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        where = "in memory" if self.path == MEMORY else f"at {self.path}"
-        if isinstance(self.path, Path):
-            if not self.path.exists():
-                if not self._create:
-                    raise TraceStoreError(f"no trace store at {self.path}")
-                try:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise TraceStoreError(
-                        f"cannot create the directory for the trace store {self.path}: {exc.strerror or exc}"
-                    ) from exc
-            elif self.path.is_dir():
-                raise TraceStoreError(f"the trace store path {self.path} is a directory")
-        conn: sqlite3.Connection | None = None
+    def _connect(self) -> Engine:
+        engine = open_engine(self._location, create=self._create, timeout=self._timeout)
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-            if self.path != MEMORY:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            migrate(conn, where=where)
-        except TraceStoreError:
-            if conn is not None:
-                conn.close()
+            engine.migrate()
+        except BaseException:
+            engine.close()
             raise
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise TraceStoreError(f"cannot open the trace store {where}: {exc}") from exc
-        return conn
+        return engine
 
     @property
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Engine:
         if self._conn is None:
             raise TraceStoreError("the trace store is closed")
         if os.getpid() != self._pid:
@@ -228,28 +211,39 @@ class TraceStore(LabelsMixin):
             self._inherited.append(self._conn)
             self._pid = os.getpid()
             self._conn = self._connect()
+        elif self._conn.broken:  # the server went away (restart, network): connect again
+            fresh = self._connect()  # while it is still down this raises, and the next call retries
+            self._conn.close()
+            self._conn = fresh
         return self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[Engine]:
+        """One write transaction, under the store's lock."""
         with self._lock:
-            conn = self._db
+            db = self._db
+            with db.write():
+                yield db
+
+    @contextmanager
+    def _read(self, snapshot: bool = False) -> Iterator[Engine]:
+        """The connection for reading, under the store's lock (``snapshot``: one consistent view
+        for several statements); a database error becomes one :class:`TraceStoreError`."""
+        with self._lock:
+            db = self._db
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise TraceStoreError(f"cannot write to the trace store {self.path}: {exc}") from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                if snapshot:
+                    with db.snapshot():
+                        yield db
+                else:
+                    yield db
+            except db.errors as exc:
+                raise TraceStoreError(f"cannot read the trace store {self.path}: {exc}") from exc
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return current_version(self._db)
+        with self._read() as db:
+            return db.schema_version()
 
     def close(self) -> None:
         with self._lock:
@@ -282,41 +276,39 @@ class TraceStore(LabelsMixin):
             raise TraceStoreError(f"run {run_id!r} is resolved but has no attempts")
         accepted = result.attempts[-1] if resolved else None
         stamp = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+        # serialised before the transaction: a value that cannot be written costs no lock
+        run_row = (
+            run_id,
+            stamp,
+            result.step,
+            result.contract_digest,
+            _dumps(result.messages, "messages", run_id),
+            outcome,
+            None if resolved else (getattr(result, "reason", None) or None),
+            accepted.rung if accepted else None,
+            accepted.placement if accepted else None,
+            accepted.text if accepted else None,
+            _dumps(accepted.value, "value", run_id) if accepted else None,
+            float(result.latency_s),
+            float(result.cost_usd),
+            int(result.prompt_tokens),
+            int(result.completion_tokens),
+            _dumps(result.tags or {}, "tags", run_id),
+            _dumps(result.contract, "contract", run_id) if result.contract is not None else None,
+            result.step_key or step_key(result.step, result.contract_digest),
+            result.episode_id,
+            result.config_digest,
+            result.gate_version,
+        )
+        attempt_rows = [self._attempt_row(run_id, attempt) for attempt in result.attempts]
         try:
-            with self._write() as conn:
-                conn.execute(
-                    _INSERT_RUN,
-                    (
-                        run_id,
-                        stamp,
-                        result.step,
-                        result.contract_digest,
-                        _dumps(result.messages, "messages", run_id),
-                        outcome,
-                        None if resolved else (getattr(result, "reason", None) or None),
-                        accepted.rung if accepted else None,
-                        accepted.placement if accepted else None,
-                        accepted.text if accepted else None,
-                        _dumps(accepted.value, "value", run_id) if accepted else None,
-                        float(result.latency_s),
-                        float(result.cost_usd),
-                        int(result.prompt_tokens),
-                        int(result.completion_tokens),
-                        _dumps(result.tags or {}, "tags", run_id),
-                        _dumps(result.contract, "contract", run_id) if result.contract is not None else None,
-                        result.step_key or step_key(result.step, result.contract_digest),
-                        result.episode_id,
-                        result.config_digest,
-                        result.gate_version,
-                    ),
-                )
-                for attempt in result.attempts:
-                    conn.execute(_INSERT_ATTEMPT, self._attempt_row(run_id, attempt))
-        except sqlite3.IntegrityError as exc:
-            if "runs.run_id" in str(exc):
+            with self._write() as db:
+                db.execute(_INSERT_RUN, run_row)
+                if attempt_rows:
+                    db.executemany(_INSERT_ATTEMPT, attempt_rows)
+        except self._errors as exc:
+            if self._conn is not None and self._conn.duplicate_run(exc):
                 raise TraceStoreError(f"run {run_id!r} is already recorded") from exc
-            raise TraceStoreError(f"cannot record run {run_id!r}: {exc}") from exc
-        except sqlite3.Error as exc:
             raise TraceStoreError(f"cannot record run {run_id!r}: {exc}") from exc
 
     @staticmethod
@@ -369,40 +361,35 @@ class TraceStore(LabelsMixin):
         """The most recent runs first, optionally filtered. ``limit=None`` returns all of them."""
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
-        where, params = _filters(step, outcome, tag)
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs r{where} ORDER BY r.created_at DESC, r.rowid DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+        with self._read() as db:
+            where, params = _filters(db, step, outcome, tag)
+            sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs r{where} ORDER BY r.created_at DESC, r.rowid DESC"
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+            rows = db.execute(sql, params).fetchall()
         return [RunSummary(**_summary(row)) for row in rows]
 
     def count_runs(
         self, step: str | None = None, outcome: str | None = None, tag: tuple[str, str] | None = None
     ) -> int:
-        where, params = _filters(step, outcome, tag)
-        with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
+        with self._read() as db:
+            where, params = _filters(db, step, outcome, tag)
+            return int(db.execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0])
 
     def get_run(self, run_id: str) -> RunRecord:
         """The full run with its attempts. Unknown id: :class:`UnknownRunError` (a ``KeyError``)."""
-        with self._lock:
-            conn = self._db
-            conn.execute("BEGIN")  # one snapshot for the run and its attempts
-            try:
-                row = conn.execute(
-                    f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.contract, r.messages, r.text, r.value, "
-                    f"({_LATEST_FEEDBACK.format(col='l.note')}) AS feedback_note, "
-                    f"({_LATEST_FEEDBACK.format(col='l.created_at')}) AS feedback_at, "
-                    "r.step_key, r.episode_id, r.config_digest, r.gate_version FROM runs r WHERE r.run_id = ?",
-                    (run_id,),
-                ).fetchone()
-                attempts = conn.execute(
-                    "SELECT * FROM attempts WHERE run_id = ? ORDER BY idx", (run_id,)
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
+        with self._read(snapshot=True) as db:  # one snapshot for the run and its attempts
+            row = db.execute(
+                f"SELECT {_SUMMARY_COLUMNS}, r.contract_digest, r.contract, r.messages, r.text, r.value, "
+                f"({_LATEST_FEEDBACK.format(col='l.note')}) AS feedback_note, "
+                f"({_LATEST_FEEDBACK.format(col='l.created_at')}) AS feedback_at, "
+                "r.step_key, r.episode_id, r.config_digest, r.gate_version FROM runs r WHERE r.run_id = ?",
+                (run_id,),
+            ).fetchone()
+            attempts = db.execute(
+                "SELECT * FROM attempts WHERE run_id = ? ORDER BY idx", (run_id,)
+            ).fetchall()
         if row is None:
             raise UnknownRunError(f"no run with id {run_id!r} in the trace store {self.path}")
         return RunRecord(
@@ -423,10 +410,10 @@ class TraceStore(LabelsMixin):
 
     def match_run_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Run ids starting with ``prefix`` (for short ids on the command line)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT ?",
-                (prefix, prefix + "\U0010ffff", limit),
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT run_id FROM runs WHERE {db.prefix_clause} ORDER BY run_id LIMIT ?",
+                [*db.prefix_params(prefix), limit],
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -469,29 +456,24 @@ class TraceStore(LabelsMixin):
             f"FROM runs r{where} ORDER BY r.created_at, r.rowid"
         )
         n = 0
-        with self._lock:
-            conn = self._db
-            conn.execute("BEGIN")
-            try:
-                for row in conn.execute(sql, params):
-                    answer = row["answer"]
-                    if answer is None:
-                        continue  # an unresolved run where no attempt produced any text
-                    line: dict[str, Any] = {
-                        "messages": [*_loads(row["messages"]), {"role": "assistant", "content": answer}]
+        with self._read(snapshot=True) as db:
+            for row in db.execute(sql, params):
+                answer = row["answer"]
+                if answer is None:
+                    continue  # an unresolved run where no attempt produced any text
+                line: dict[str, Any] = {
+                    "messages": [*_loads(row["messages"]), {"role": "assistant", "content": answer}]
+                }
+                if with_metadata:
+                    line["metadata"] = {
+                        "run_id": row["run_id"],
+                        "step": row["step"],
+                        "outcome": row["outcome"],
+                        "rung": row["rung"],
+                        "placement": row["placement"],
+                        "contract_digest": row["contract_digest"],
+                        "created_at": row["created_at"],
                     }
-                    if with_metadata:
-                        line["metadata"] = {
-                            "run_id": row["run_id"],
-                            "step": row["step"],
-                            "outcome": row["outcome"],
-                            "rung": row["rung"],
-                            "placement": row["placement"],
-                            "contract_digest": row["contract_digest"],
-                            "created_at": row["created_at"],
-                        }
-                    fp.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    n += 1
-            finally:
-                conn.execute("COMMIT")
+                fp.write(json.dumps(line, ensure_ascii=False) + "\n")
+                n += 1
         return n

@@ -68,7 +68,7 @@ class AgentConfig:
     limit: int | None = None
     fleet_path: Path | None = None
     step_limit: int = DEFAULT_STEP_LIMIT
-    db: Path | None = None
+    db: Path | str | None = None  # a SQLite file or a postgresql:// URL
     record_traces: bool = True
     progress: bool = True
     online: bool = False

@@ -12,9 +12,9 @@ import pytest
 
 from modelladder.learning import calibrate_skip, calibrate_step
 from modelladder.traces import TraceStore
-from tests.learning.test_learning_skip import fill as fill_agent
 from tests.support.gateway import gateway, scripted, scripted_fleet
 from tests.support.learning import fill as fill_route
+from tests.support.learning import fill_agent
 
 pytestmark = pytest.mark.server
 

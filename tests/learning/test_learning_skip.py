@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from modelladder.backends.base import Generation
 from modelladder.backends.scripted import Call, ScriptedBackend
 from modelladder.cli import main
-from modelladder.contracts import ToolCalls
 from modelladder.contracts.base import Verdict
 from modelladder.fleet import Fleet, Rung
 from modelladder.ladder import Ladder, Step
@@ -24,41 +23,8 @@ from modelladder.learning import CalibrationError, StoreGate, calibrate_skip
 from modelladder.learning.request_features import from_request
 from modelladder.learning.skip import SkipExample, fit_and_certify_skip
 from modelladder.traces import TraceStore
-from tests.support.contracts import WEATHER
-
-TOOLS = ToolCalls([WEATHER], answer=True)
-SPEC = {"kind": TOOLS.kind, "spec": TOOLS.spec()}
-USER = [{"role": "system", "content": "You help."}, {"role": "user", "content": "Weather in Paris?"}]
-AFTER_TOOL = [
-    *USER,
-    {"role": "assistant", "content": None,
-     "tool_calls": [{"id": "c1", "type": "function",
-                     "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-    {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"},
-]  # fmt: skip
-P_OK = {"user": 0.03, "tool": 0.7}  # the simulated edge: right after a tool result, rarely at a turn start
-
-
-def _request(rng: np.random.Generator) -> tuple[str, list[dict]]:
-    where = "user" if rng.uniform() < 0.5 else "tool"
-    return where, [dict(m) for m in (USER if where == "user" else AFTER_TOOL)]
-
-
-def fill(store: TraceStore, n: int, rng: np.random.Generator, prefix: str = "s") -> None:
-    """Runs of step ``agent`` whose edge attempt succeeds with ``P_OK`` by turn position; half of
-    the failures are contract failures, half wrong answers labelled by a checker."""
-    for i in range(n):
-        where, msgs = _request(rng)
-        ok = rng.uniform() < P_OK[where]
-        contract_fail = not ok and rng.uniform() < 0.5
-        a = Attempt(index=0, rung="small", placement="edge", text="x", completion_tokens=3,
-                    verdict=Verdict.failed("bad_json") if contract_fail else Verdict.passed([]),
-                    accepted=not contract_fail)  # fmt: skip
-        rid = f"{prefix}{i}"
-        store.record(Resolved(run_id=rid, step="agent", contract_digest=TOOLS.digest(), messages=msgs,
-                              attempts=[a], contract=SPEC))  # fmt: skip
-        if not contract_fail:
-            store.add_label(rid, attempt_idx=0, kind="correct", value=float(ok), source="checker")
+from tests.support.learning import AFTER_TOOL, P_OK, SPEC, TOOLS, USER, request_for
+from tests.support.learning import fill_agent as fill
 
 
 @pytest.fixture
@@ -93,7 +59,7 @@ def test_the_bound_holds_on_a_simulated_stream() -> None:
     def draw(n: int) -> list[SkipExample]:
         out = []
         for i in range(n):
-            where, msgs = _request(rng)
+            where, msgs = request_for(rng)
             # a third, noisier feature: long user messages fail more often
             msgs[1]["content"] = "x" * int(rng.integers(5, 400))
             p = P_OK[where] * (1.0 - len(msgs[1]["content"]) / 800)

@@ -10,10 +10,11 @@ import numpy as np
 
 from modelladder.backends.base import Generation
 from modelladder.backends.scripted import Call, ScriptedBackend
-from modelladder.contracts import Choice
+from modelladder.contracts import Choice, ToolCalls
 from modelladder.contracts.base import Verdict
 from modelladder.ladder.outcome import Attempt, Confidence, Resolved
 from modelladder.traces import TraceStore
+from tests.support.contracts import WEATHER
 
 
 def fixed(name: str, text: str, logprobs: list[float], latency_s: float = 0.01) -> ScriptedBackend:
@@ -66,3 +67,40 @@ def fill(
         )
         ids.append(rid)
     return ids
+
+
+# -- the ex-ante skip: tool steps whose edge succeeds by where the conversation stands ----------
+
+TOOLS = ToolCalls([WEATHER], answer=True)
+SPEC = {"kind": TOOLS.kind, "spec": TOOLS.spec()}
+USER = [{"role": "system", "content": "You help."}, {"role": "user", "content": "Weather in Paris?"}]
+AFTER_TOOL = [
+    *USER,
+    {"role": "assistant", "content": None,
+     "tool_calls": [{"id": "c1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"},
+]  # fmt: skip
+P_OK = {"user": 0.03, "tool": 0.7}  # the simulated edge: right after a tool result, rarely at a turn start
+
+
+def request_for(rng: np.random.Generator) -> tuple[str, list[dict]]:
+    where = "user" if rng.uniform() < 0.5 else "tool"
+    return where, [dict(m) for m in (USER if where == "user" else AFTER_TOOL)]
+
+
+def fill_agent(store: TraceStore, n: int, rng: np.random.Generator, prefix: str = "s") -> None:
+    """Runs of step ``agent`` whose edge attempt succeeds with ``P_OK`` by turn position; half of
+    the failures are contract failures, half wrong answers labelled by a checker."""
+    for i in range(n):
+        where, msgs = request_for(rng)
+        ok = rng.uniform() < P_OK[where]
+        contract_fail = not ok and rng.uniform() < 0.5
+        a = Attempt(index=0, rung="small", placement="edge", text="x", completion_tokens=3,
+                    verdict=Verdict.failed("bad_json") if contract_fail else Verdict.passed([]),
+                    accepted=not contract_fail)  # fmt: skip
+        rid = f"{prefix}{i}"
+        store.record(Resolved(run_id=rid, step="agent", contract_digest=TOOLS.digest(), messages=msgs,
+                              attempts=[a], contract=SPEC))  # fmt: skip
+        if not contract_fail:
+            store.add_label(rid, attempt_idx=0, kind="correct", value=float(ok), source="checker")

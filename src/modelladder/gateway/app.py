@@ -32,6 +32,7 @@ from modelladder.fleet import Fleet, load_fleet
 from modelladder.gateway import errors, queueing, shaping, translate
 from modelladder.gateway.auth import Guard, load_api_keys
 from modelladder.gateway.errors import APIError
+from modelladder.gateway.health import LOSS_REASONS, TraceLosses, cooling_report
 from modelladder.gateway.metrics import Metrics
 from modelladder.gateway.schemas import (
     ChatCompletion,
@@ -42,6 +43,7 @@ from modelladder.gateway.schemas import (
     ModelCard,
     ModelList,
 )
+from modelladder.ladder.cooldown import CooldownPolicy
 from modelladder.ladder.runner import BackendFactory, Ladder, derive_episode_id
 from modelladder.traces import TraceStore, TraceStoreError, UnknownRunError
 
@@ -78,6 +80,11 @@ class GatewayConfig:
     api_keys: tuple[str, ...] | None = None
     key_file: str | None = None
     preload: bool = False  # load local models at startup instead of on first use
+    # a rung whose endpoint fails this many times in a row is skipped for cooldown_s (doubling
+    # up to cooldown_max_s); 0: only a Retry-After cools it (modelladder.ladder.cooldown)
+    cooldown_after_failures: int = 5
+    cooldown_s: float = 10.0
+    cooldown_max_s: float = 120.0
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -95,8 +102,10 @@ async def _disconnected(request: Request) -> None:
 class Gateway:
     """One gateway: the ladder, its queues and metrics, and the request handlers."""
 
-    def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool):
+    def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool,
+                 losses: TraceLosses | None = None):  # fmt: skip
         self.ladder, self.store, self.config, self.owns_store = ladder, store, config, owns_store
+        self.losses = losses or TraceLosses()
         self.fleet: Fleet = ladder.fleet
         self.queues = queueing.Queues(
             self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
@@ -104,6 +113,8 @@ class Gateway:
         self.metrics = Metrics(
             lambda: [(q.name, q.waiting, q.running) for q in self.queues.all],
             _prompt_caches,
+            ladder.cooldowns.health,
+            lambda: {r: self.losses.total.get(r, 0) for r in LOSS_REASONS},
         )
         self.limiter = anyio.CapacityLimiter(sum(q.concurrency for q in self.queues.all) + 2)
 
@@ -241,7 +252,8 @@ class Gateway:
         """A finished run as a response: the body (or an SSE replay), or the error."""
         self._count(plan, result, t0)
         if result.outcome != "resolved":
-            raise shaping.unresolved_error(result)
+            cooling = self.ladder.cooldowns.cooling()
+            raise shaping.unresolved_error(result, min(cooling.values()) if cooling else None)
         headers = shaping.headers_for(result)
         if plan.stream:
             headers["cache-control"] = "no-cache"
@@ -277,10 +289,16 @@ class Gateway:
         return {"object": "feedback", "run_id": run_id, "success": fb.success}
 
     def health(self) -> dict[str, Any]:
+        """Always 200 while the gateway serves; ``degraded`` while a rung is cooling down or the
+        trace store refuses to record (:mod:`modelladder.gateway.health`)."""
+        cooling = cooling_report(self.ladder.cooldowns)
+        traces = self.losses.report()
         return {
-            "status": "ok",
+            "status": "degraded" if cooling or traces["failing"] else "ok",
             "rungs": [r.name for r in self.fleet.rungs],
             "queues": {q.name: {"waiting": q.waiting, "running": q.running} for q in self.queues.all},
+            "cooling": cooling,
+            "traces": traces,
         }
 
     def preload(self) -> None:
@@ -326,9 +344,11 @@ def create_app(
     store = store if store is not None else TraceStore()
     from modelladder.learning import StoreGate  # the calibrated gate per step, new versions picked up live
 
+    losses = TraceLosses()
+    cooldown = CooldownPolicy(config.cooldown_after_failures, config.cooldown_s, config.cooldown_max_s)
     ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory,
-                    gate=StoreGate(store))  # fmt: skip
-    gw = Gateway(ladder, store, config, owns_store)
+                    gate=StoreGate(store), cooldown=cooldown, on_record=losses)  # fmt: skip
+    gw = Gateway(ladder, store, config, owns_store, losses)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -29,7 +29,7 @@ from starlette.responses import Response, StreamingResponse
 
 from modelladder.backends.base import Backend, BackendError
 from modelladder.fleet import Fleet, load_fleet
-from modelladder.gateway import errors, queueing, shaping, translate
+from modelladder.gateway import errors, queueing, shaping, traces_api, translate
 from modelladder.gateway.auth import Guard, load_api_keys
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.health import LOSS_REASONS, TraceLosses, cooling_report
@@ -51,7 +51,7 @@ __all__ = ["Gateway", "GatewayConfig", "ROUTES", "create_app"]
 
 log = logging.getLogger("modelladder.gateway")
 
-ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics")
+ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/v1/traces", "/healthz", "/metrics")
 
 
 def _prompt_caches() -> list[tuple[str, dict[str, int]]]:
@@ -85,6 +85,11 @@ class GatewayConfig:
     cooldown_after_failures: int = 5
     cooldown_s: float = 10.0
     cooldown_max_s: float = 120.0
+
+
+def _tenant(request: Request) -> str | None:
+    """The caller's tenant, set by the Guard (``None``: no keys configured)."""
+    return getattr(request.state, "tenant", None)
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -125,6 +130,12 @@ class Gateway:
         plan = translate.plan(
             req, self.fleet, max_tokens_limit=cfg.max_tokens_limit, default_max_tokens=cfg.default_max_tokens
         )
+        tenant = _tenant(request)
+        plan.tags.pop(
+            traces_api.TENANT_TAG, None
+        )  # only the Guard names a tenant, never the caller's metadata
+        if tenant is not None:
+            plan.tags[traces_api.TENANT_TAG] = tenant
         queue = self.queues.for_rung(plan.entry)
         budget = plan.policy.latency_budget_s
         conversation = derive_episode_id(plan.messages)  # the queue prefers the resident one
@@ -274,8 +285,10 @@ class Gateway:
             translate.resolve_model(self.fleet, model_id)  # raises the 404
         return self._card(model_id)
 
-    async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:
+    async def feedback(self, fb: FeedbackRequest, tenant: str | None = None) -> dict[str, Any]:
         run_id = fb.run_id.removeprefix("chatcmpl-")
+        if tenant is not None:  # another tenant's run is answered as a missing one
+            await anyio.to_thread.run_sync(traces_api.owned, self.store, tenant, run_id)
         try:
             await anyio.to_thread.run_sync(self.store.record_feedback, run_id, fb.success, fb.note)
         except UnknownRunError:
@@ -370,9 +383,13 @@ def create_app(
     errors.install(app)
 
     def observe(path: str, status: int) -> None:
-        route = (
-            path if path in ROUTES else ("/v1/models/{model}" if path.startswith("/v1/models/") else "other")
-        )
+        route = path if path in ROUTES else "other"
+        for prefix, template in (
+            ("/v1/models/", "/v1/models/{model}"),
+            ("/v1/traces/", "/v1/traces/{run_id}"),
+        ):
+            if path.startswith(prefix):
+                route = template
         gw.metrics.requests.inc(route, str(status))
 
     app.add_middleware(Guard, keys=keys, max_body_bytes=config.max_body_bytes, observe=observe)
@@ -398,9 +415,25 @@ def create_app(
         return _json(gw.model(model_id))
 
     @app.post("/v1/feedback", response_model=None, responses={200: {"model": FeedbackAck}, **_ERRORS})
-    async def feedback(body: FeedbackRequest) -> Response:
+    async def feedback(body: FeedbackRequest, request: Request) -> Response:
         """Record whether a step's answer worked out for the agent (lands in the trace store)."""
-        return _json(await gw.feedback(body))
+        return _json(await gw.feedback(body, _tenant(request)))
+
+    @app.get("/v1/traces", response_model=None, responses=_ERRORS)
+    async def list_traces(
+        request: Request, limit: int = 20, step: str | None = None, outcome: str | None = None
+    ) -> Response:
+        """The caller's most recent runs (its API key's; every run when no key is configured)."""
+        return _json(
+            await anyio.to_thread.run_sync(
+                traces_api.list_runs, gw.store, _tenant(request), limit, step, outcome
+            )
+        )
+
+    @app.get("/v1/traces/{run_id}", response_model=None, responses=_ERRORS)
+    async def get_trace(run_id: str, request: Request) -> Response:
+        """One of the caller's runs with every attempt (404 for another key's run)."""
+        return _json(await anyio.to_thread.run_sync(traces_api.get_run, gw.store, _tenant(request), run_id))
 
     @app.get("/healthz", response_model=None)
     async def healthz() -> Response:

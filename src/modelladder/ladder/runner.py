@@ -131,7 +131,8 @@ class Ladder:
     the rung's real backend); pass ``backends={"rung-name": backend}`` to plug in others.
 
     ``cooldown``: when a rung's endpoint keeps failing it is skipped for a while
-    (:mod:`modelladder.ladder.cooldown`); ``cooldowns`` holds that state. ``on_record``:
+    (:mod:`modelladder.ladder.cooldown`; default: only for a ``Retry-After``, so a script or a
+    benchmark sees every fault); ``cooldowns`` holds that state. ``on_record``:
     called after every ``store.record`` with ``None`` or the exception it raised; without
     it the error propagates (a library caller sees it), with it the run's result is returned
     all the same (the gateway keeps answering and counts the lost trace). ``sleep``: how the ladder waits out a ``Retry-After``.
@@ -162,7 +163,9 @@ class Ladder:
         self._clock = clock
         self.gate = gate
         self.shaper = shaper
-        self.cooldowns = Cooldowns(cooldown, clock)
+        # a library ladder (a script, a benchmark) only honours Retry-After; the gateway also cools
+        # a rung after repeated faults (GatewayConfig.cooldown_after_failures)
+        self.cooldowns = Cooldowns(cooldown or CooldownPolicy(after_failures=0), clock)
         self.on_record = on_record
         self._sleep = sleep
         self._fleet_digest = _digest([asdict(r) for r in fleet.rungs])

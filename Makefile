@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml src/modelladder/native_build.py
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python src/modelladder/native_build.py install --python $(BIN)/python --quiet
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench,distill,retrieval]"
+	# LlamaIndex's OpenAI integration declares openai<3, the OpenAI Agents SDK openai>=3, so pip
+	# cannot resolve both: it goes in without its dependencies (llama-index-core, in dev, brings
+	# the rest); tests/gateway/test_frameworks.py drives it on openai 3 and passes
+	$(BIN)/python -m pip install --quiet --no-deps "llama-index-llms-openai>=0.8,<0.9" "llama-index-llms-openai-like>=0.8,<0.9"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)

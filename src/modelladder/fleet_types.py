@@ -35,6 +35,10 @@ class Policy:
     ``shadow_rate``: the share of accepted edge answers that are also asked of the next
     eligible rung in the background, the agreement recorded as a ``teacher`` label (0: off).
     Never off the edge for ``edge_only`` steps, never delaying the caller.
+    ``skip_ex_ante``: where a certified skip predictor (``modelladder gate calibrate-skip``)
+    says the edge rung will fail this request, start above it (never for ``edge_only`` steps,
+    never the last eligible rung); ``skip_explore``: the share of such requests on which the
+    edge is tried anyway, so its labels keep coming and the predictor can be re-fitted.
 
     What an edge rung sees (applied by the ladder's ``shaper``, :mod:`modelladder.learning`;
     higher rungs always get the step as sent): ``examples_k`` retrieved verified answers of
@@ -57,6 +61,8 @@ class Policy:
     first_rung: str | None = None
     accept_truncated: bool = False
     shadow_rate: float = 0.0
+    skip_ex_ante: bool = True
+    skip_explore: float = 0.1
     examples_k: int = 0
     examples_max_distance: float | None = None
     max_tools: int | None = None
@@ -67,6 +73,8 @@ class Policy:
     def __post_init__(self) -> None:
         if not 0.0 <= self.shadow_rate <= 1.0:
             raise ValueError(f"shadow_rate must be within [0, 1], not {self.shadow_rate!r}")
+        if not 0.0 <= self.skip_explore <= 1.0:
+            raise ValueError(f"skip_explore must be within [0, 1], not {self.skip_explore!r}")
         if not isinstance(self.examples_k, int) or self.examples_k < 0:
             raise ValueError(f"examples_k must be a whole number >= 0, not {self.examples_k!r}")
         for name in ("max_tools", "history_budget_tokens"):

@@ -351,3 +351,37 @@ def test_agent_report_plots_are_drawn_in_chromium(tmp_path):
     assert m and int(m.group(1)) == len(plots), "the page's load script did not draw every plot"
     drawn = dict(re.findall(r'data-plot="([\w-]+)"[^>]*data-drawn="(\d+)"', dom.stdout))
     assert all(int(drawn[p]) > 0 for p in plots), drawn
+
+
+def test_learn_gate_calibrates_from_the_run_s_own_traces_and_the_ladder_applies_it(tmp_path):
+    """--online --learn-gate: every --update-every steps the gate and the ex-ante skip are
+    calibrated from the labels so far (scripted edge rungs that always decline, the reference
+    oracle above them); later steps are judged by them; a store with earlier runs is refused."""
+    from modelladder.backends.base import Generation
+    from modelladder.backends.scripted import ScriptedBackend
+    from modelladder.contracts.tools import render_calls
+
+    def decline(name):
+        return ScriptedBackend(name, lambda call: Generation(render_calls([]), 50, 5, 0.01))
+
+    backends = {"smollm2-135m": decline("smollm2-135m"), "gemma3-270m": decline("gemma3-270m")}
+    db = tmp_path / "traces.sqlite"
+    cfg = _cfg(tmp_path, mode="ladder", online=True, limit=6, update_every=20, record_traces=True, db=db,
+               learn_gate=0.1)  # fmt: skip
+    out = run_agent(cfg, backends=backends)
+    events = out.summary["online"]["learner"]["events"]
+    assert [e["seen"] for e in events] == list(range(20, len(out.records) + 1, 20))
+    assert "at least 30" in events[0]["gate"]["error"]  # 20 steps: too few labels yet
+    calibrated = [e for e in events if "version" in e["gate"]]
+    assert calibrated and not calibrated[0]["gate"]["certified"]  # declining edges: nothing to certify
+    first = calibrated[0]["seen"]
+    later = [r for r in out.records[first:] if r.get("escalations")]
+    assert any(x.startswith(("gate:", "skip:")) for r in later for x in r["escalations"])
+    assert not any(
+        x.startswith(("gate:", "skip:")) for r in out.records[:20] for x in r.get("escalations") or []
+    )
+    with pytest.raises(BenchInputError, match="already holds runs"):
+        run_agent(_cfg(tmp_path, mode="ladder", online=True, limit=1, record_traces=True, db=db, learn_gate=0.1,
+                       out_dir=tmp_path / "again"), backends=backends)  # fmt: skip
+    with pytest.raises(BenchInputError, match="--learn-gate needs --online"):
+        run_agent(_cfg(tmp_path, mode="ladder", learn_gate=0.1, out_dir=tmp_path / "x"), backends=backends)

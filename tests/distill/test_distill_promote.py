@@ -94,6 +94,12 @@ def test_eval_figures(world: dict[str, Any]) -> None:
     assert report["escalation"]["accuracy"] == 1.0 and report["escalation"]["edge_share"] == 0.0
     details = (world["tmp"] / "eval.json.details.jsonl").read_text().splitlines()
     assert len(details) == inputs["n"]
+    # each rung's own gate at the same certified alpha: ~30 held-back inputs certify nothing
+    cert = report["certified"]
+    assert cert["alpha"] == 0.05 and cert["confidence"] == 0.95
+    assert cert["candidate"]["n_report"] == cert["champion"]["n_report"] > 0
+    assert not cert["candidate"]["certified"] and cert["candidate"]["edge_share"] == 0.0
+    assert json.loads(details[0])["candidate"]["features"]["numeric"]["mean_logprob"] == pytest.approx(-0.1)
 
 
 def test_promote_then_rollback(world: dict[str, Any]) -> None:
@@ -352,3 +358,52 @@ def test_refine_never_writes_a_fleet_that_changed_meanwhile(
         ],
     )
     assert res.exit_code == 0 and "nothing to do" in res.output
+
+
+def _outcomes(n: int, p_right: Any, seed: int) -> dict[str, Any]:
+    """Synthetic holdout outcomes: confidence drawn per example, right with ``p_right(conf)``."""
+    import numpy as np
+
+    from modelladder.distill.evaluate import Outcome
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n):
+        conf = float(rng.uniform(-3.0, 0.0))
+        numeric = {
+            k: conf for k in ("mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "first_logprob")
+        }
+        numeric.update(log_value_tokens=1.0, log_completion_tokens=2.0, no_value_tokens=0.0, decision_logprob=0.0,
+                       no_decision=1.0, turn_start=0.5, log_tool_results=0.0, decline_at_turn_start=0.0)  # fmt: skip
+        out[f"k{i}"] = Outcome(valid=True, accepted=True, correct=bool(rng.uniform() < p_right(conf)),
+                               latency_s=0.1, cost_usd=0.0, reason=None, text="",
+                               features={"numeric": numeric, "tool": "get_weather", "rung": "r"})  # fmt: skip
+    return out
+
+
+def test_champion_and_challenger_are_compared_at_the_same_certified_alpha() -> None:
+    from modelladder.distill.certified import compare_certified
+
+    escalation = {"cost_usd": 0.002, "accuracy": 1.0}
+    champion = _outcomes(2400, lambda c: 0.99 if c > -0.6 else 0.4, seed=1)  # sure on its top fifth
+    candidate = _outcomes(2400, lambda c: 0.99 if c > -1.5 else 0.6, seed=2)  # sure on its top half
+    cert = compare_certified(champion, candidate, alpha=0.05, confidence=0.95, escalation=escalation)
+    ch, c = cert["champion"], cert["candidate"]
+    assert ch["certified"] and c["certified"] and ch["n_report"] == c["n_report"] > 1000
+    assert c["edge_share"] > ch["edge_share"] > 0.05
+    assert c["accepted_wrong_rate"] <= 0.05 and ch["accepted_wrong_rate"] <= 0.05  # what was certified
+    assert c["cost_per_1k_steps_usd"] < ch["cost_per_1k_steps_usd"]  # fewer escalations to pay for
+
+    def report(cand: dict[str, Any], champ: dict[str, Any]) -> dict[str, Any]:
+        side = {"n": 400, "accuracy": 0.9, "accepted_wrong_rate": 0.03, "accepted_wrong_of_all": 0.02}
+        return {"primary_view": "inputs", "champion": {"rung": "small"},
+                "views": {"inputs": {"candidate": {**side, "accuracy": 0.97}, "champion": side}},
+                "certified": {"alpha": 0.05, "confidence": 0.95, "candidate": cand, "champion": champ}}  # fmt: skip
+
+    d = decide(report(c, ch), margin=0.05)
+    assert d.promote and any("certified accepted-wrong rate <= 0.05" in r for r in d.reasons)
+    assert d.figures["candidate_certified_edge_share"] == c["edge_share"]
+    d = decide(report(ch, c), margin=0.05)  # more accurate, but keeps fewer steps at the same alpha
+    assert not d.promote and any("keeps fewer steps at the edge" in r for r in d.reasons), d.reasons
+    d = decide(report({**c, "certified": False, "edge_share": 0.0}, ch), margin=0.05)
+    assert not d.promote and any("cannot certify" in r for r in d.reasons)

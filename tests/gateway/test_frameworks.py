@@ -1,7 +1,9 @@
 """Agent frameworks against a real ``modelladder serve`` on the bundled models.
 
 A real HTTP server on 127.0.0.1 (the CLI, in a subprocess), real clients (the ``openai``
-SDK, the OpenAI Agents SDK, pydantic-ai, LangChain), the default fleet. Each agent gets a
+SDK, the OpenAI Agents SDK, pydantic-ai, LangChain, LlamaIndex), the default fleet. The
+server exports its spans to a real OTLP/HTTP receiver on loopback, so a framework's test can
+check the traces it left both in the trace store and as spans. Each agent gets a
 small set of weather and arithmetic prompts and must *end* -- a final answer within the
 framework's default turn limit. How many end *correctly* (the answer carries the tool's
 result) and in how many hops (chat completions the gateway served) is printed, because on
@@ -10,6 +12,7 @@ result) and in how many hops (chat completions the gateway served) is printed, b
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -26,6 +29,10 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import BaseModel
+
+from modelladder.traces import TraceStore
+from modelladder.traces.records import RunRecord
+from tests.support.otlp import OtlpReceiver, otlp_receiver
 
 # The frameworks' own HTTP clients and event loops (the Agents SDK's and pydantic-ai's
 # run_sync) leave sockets and async generators for the garbage collector; those
@@ -85,11 +92,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("serve")
+def serve_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MODELLADDER_HOME of the server: its trace store is ``traces.sqlite`` there."""
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def otlp() -> Iterator[OtlpReceiver]:
+    """Where the server sends its spans."""
+    with otlp_receiver() as rec:
+        yield rec
+
+
+@pytest.fixture(scope="module")
+def server(serve_home: Path, otlp: OtlpReceiver) -> Iterator[str]:
+    home = serve_home
     port = _free_port()
     exe = Path(sys.executable).with_name("modelladder")
-    env = {**os.environ, "MODELLADDER_HOME": str(home)}
+    env = {**os.environ, "MODELLADDER_HOME": str(home), "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+           "OTEL_BSP_SCHEDULE_DELAY": "200"}  # fmt: skip
     env.pop("MODELLADDER_FLEET", None)
     log = open(home / "serve.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--log-level", "warning"],
@@ -277,3 +298,112 @@ def test_langchain_with_structured_output(server: str, method: str) -> None:
         print(f"langchain-{method}: {text!r} -> {out!r} ({_runs(server) - before} hops)")
     print(f"SUMMARY langchain-with_structured_output({method}): ended {len(STRUCTURED)}/{len(STRUCTURED)}, "
           f"correct {correct}/{len(STRUCTURED)}")  # fmt: skip
+
+
+def _llamaindex_llm(server: str) -> Any:
+    pytest.importorskip("llama_index.llms.openai_like")
+    from llama_index.llms.openai_like import OpenAILike
+
+    # OpenAILike assumes a completion model without tools unless told; the gateway is a chat
+    # endpoint that takes tools
+    return OpenAILike(model="ladder", api_base=server + "/v1", api_key="unused", is_chat_model=True,
+                      is_function_calling_model=True, timeout=600, max_retries=0)  # fmt: skip
+
+
+def _llamaindex_tools() -> list[Any]:
+    from llama_index.core.tools import FunctionTool
+
+    return [FunctionTool.from_defaults(get_weather), FunctionTool.from_defaults(add)]
+
+
+def _run_ids(store: TraceStore) -> set[str]:
+    return {r.run_id for r in store.list_runs(limit=None)}
+
+
+def _check_traces(name: str, runs: list[RunRecord], otlp: OtlpReceiver, tool_results: bool = True) -> None:
+    """What the framework's hops left: one trace-store run each; every tool result the framework
+    sent back is exactly what the real tool returns for the call before it; each run is a span
+    with one child per recorded attempt, on the bundled (llama.cpp, in-process) rungs."""
+    results = 0
+    for run in runs:
+        assert run.tags.get("via") == "gateway" and "ignored" not in run.tags, (name, run.tags)
+        offered = {t["name"] for t in run.contract["spec"]["tools"]} if run.contract else set()
+        assert offered == {"get_weather", "add"}, (name, run.contract)
+        asked = {}
+        for m in run.messages:
+            for tc in m.get("tool_calls") or []:
+                asked[tc["id"]] = (tc["function"]["name"], json.loads(tc["function"]["arguments"]))
+            if m["role"] == "tool":
+                tool, args = asked[m["tool_call_id"]]
+                assert m["content"] == str(RUN[tool](**args)), (name, m, tool, args)
+                results += 1
+    assert results >= 1 or not tool_results, f"{name}: no hop carried a tool result: the tools never ran"
+    ids = {r.run_id for r in runs}
+    spans = otlp.wait_until(lambda got: ids <= {s.attributes.get("modelladder.run_id") for s in got if s.kind == 2},
+                            f"a span for each of {len(ids)} runs")  # fmt: skip
+    for run in runs:
+        (root,) = [s for s in spans if s.kind == 2 and s.attributes["modelladder.run_id"] == run.run_id]
+        children = sorted((s for s in spans if s.parent_span_id == root.span_id),
+                          key=lambda s: s.attributes["modelladder.attempt.index"])  # fmt: skip
+        assert [c.attributes["modelladder.rung"] for c in children] == [a.rung for a in run.attempts]
+        assert [c.attributes["gen_ai.usage.input_tokens"] for c in children] == [
+            a.prompt_tokens for a in run.attempts
+        ]
+        assert all(c.kind == 1 and c.attributes["gen_ai.provider.name"] == "llama.cpp" for c in children)
+        assert root.attributes["modelladder.outcome"] == run.outcome
+    print(f"TRACES {name}: {len(runs)} runs, {sum(len(r.attempts) for r in runs)} attempts, "
+          f"{results} tool results checked, spans matched")  # fmt: skip
+
+
+# llama-index-workflows collects a workflow's steps with inspect.getmembers, which reads the
+# agent's deprecated pydantic attributes (`__fields__`, `model_computed_fields`, ...): its own warnings
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning")
+def test_llamaindex_function_agent(server: str, serve_home: Path, otlp: OtlpReceiver) -> None:
+    llm = _llamaindex_llm(server)
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    agent = FunctionAgent(tools=_llamaindex_tools(), llm=llm,
+                          system_prompt="Answer the user's question; use the tools.")  # fmt: skip
+
+    async def ask(prompt: str) -> Any:
+        return await agent.run(user_msg=prompt)  # default max_iterations (20); it starts in a loop
+
+    store = TraceStore(serve_home / "traces.sqlite")
+    # one event loop for every prompt: the LLM's async HTTP client is bound to the first
+    with asyncio.Runner() as loop:
+        try:
+            before = _run_ids(store)
+            rows = _score("llamaindex-FunctionAgent", server, lambda p: str(loop.run(ask(p))))
+            runs = [store.get_run(i) for i in _run_ids(store) - before]
+        finally:
+            store.close()
+    assert len(runs) == sum(h for _, h in rows)  # one recorded run per hop
+    _check_traces("llamaindex-FunctionAgent", runs, otlp)
+
+
+def test_llamaindex_predict_and_call(server: str, serve_home: Path, otlp: OtlpReceiver) -> None:
+    """One hop: the model picks a tool and LlamaIndex runs it; its answer is the tool's output."""
+    llm = _llamaindex_llm(server)
+    tools = _llamaindex_tools()
+    answers: dict[str, str] = {}
+
+    def run(prompt: str) -> str:
+        answers[prompt] = str(llm.predict_and_call(tools, prompt))
+        return answers[prompt]
+
+    store = TraceStore(serve_home / "traces.sqlite")
+    try:
+        before = _run_ids(store)
+        rows = _score("llamaindex-predict_and_call", server, run)
+        runs = [store.get_run(i) for i in _run_ids(store) - before]
+    finally:
+        store.close()
+    assert [h for _, h in rows] == [1, 1] and len(runs) == 2
+    for run_ in runs:
+        prompt = next(m["content"] for m in run_.messages if m["role"] == "user")
+        accepted = run_.accepted
+        assert accepted is not None, run_
+        if isinstance(accepted.value, list):  # the model called: the answer is what the tool returned
+            (call,) = accepted.value
+            assert answers[prompt] == str(RUN[call["name"]](**call["arguments"]))
+    _check_traces("llamaindex-predict_and_call", runs, otlp, tool_results=False)

@@ -108,10 +108,11 @@ def gateway(
     fleet: Fleet,
     store: TraceStore,
     backends: dict[str, Any] | None = None,
+    telemetry: Any = None,
     **config: Any,
 ) -> Iterator[BackgroundServer]:
     config.setdefault("api_keys", ())
-    app = create_app(fleet, store, config=GatewayConfig(**config), backends=backends)
+    app = create_app(fleet, store, config=GatewayConfig(**config), backends=backends, telemetry=telemetry)
     with BackgroundServer(app) as srv:
         srv.app = app  # type: ignore[attr-defined]
         yield srv

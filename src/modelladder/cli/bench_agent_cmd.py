@@ -66,11 +66,15 @@ __all__ = ["agent"]
 )
 @click.option("--history-budget", type=int, default=None,
               help="Edge rungs see older tool outputs shortened beyond this many tokens.")  # fmt: skip
+@click.option("--learn-gate", "learn_gate", type=float, default=None, metavar="ALPHA",
+              help="With --online --mode ladder: calibrate the gate (at this accepted-wrong rate) and the "
+                   "ex-ante skip from this run's traces every --update-every steps.")  # fmt: skip
 @output_options
 def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
           examples_k: int, examples_from: Path | None, index: str, max_tools: int | None,
-          history_budget: int | None, out_dir: Path, db: Path | None, no_progress: bool) -> None:  # fmt: skip
+          history_budget: int | None, learn_gate: float | None, out_dir: Path, db: Path | None,
+          no_progress: bool) -> None:  # fmt: skip
     """Run BFCL v4 multi-turn items on the real tool classes; write results, summary and report.
 
     \b
@@ -90,7 +94,7 @@ def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None,
                       fleet_path=fleet_path, step_limit=step_limit, db=db, progress=not no_progress,
                       online=online, update_every=update_every, seed=seed, compare=list(compare),
                       examples_k=examples_k, examples_from=examples_from, index=index, max_tools=max_tools,
-                      history_budget=history_budget)  # fmt: skip
+                      history_budget=history_budget, learn_gate=learn_gate)  # fmt: skip
     try:
         validate(cfg)
         if mode != "rung:reference":

@@ -372,6 +372,14 @@ def train_cmd(
 @click.option(
     "--no-reuse", is_flag=True, help="Run the champion again instead of re-judging its recorded attempts."
 )
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Certified accepted-wrong rate at which both rungs' own calibrated gates are compared.",
+)
+@click.option("--confidence", type=float, default=0.95, show_default=True, help="1 - delta, within (0, 1).")
 @click.option("--no-progress", is_flag=True)
 def eval_cmd(
     data_dir: Path,
@@ -381,10 +389,15 @@ def eval_cmd(
     champion: str | None,
     limit: int | None,
     no_reuse: bool,
+    alpha: float,
+    confidence: float,
     no_progress: bool,
 ) -> None:
     """Evaluate a candidate adapter against the current first rung on the holdout."""
     from modelladder.distill.evaluate import EvalConfig, evaluate
+
+    if not (0 < alpha < 1 and 0 < confidence < 1):
+        fail(f"--alpha ({alpha:g}) and --confidence ({confidence:g}) must be within (0, 1)")
 
     report = _run(
         lambda: evaluate(
@@ -397,6 +410,8 @@ def eval_cmd(
                 limit=limit,
                 reuse_recorded=not no_reuse,
                 progress=not no_progress,
+                alpha=alpha,
+                confidence=confidence,
             )
         )
     )
@@ -425,6 +440,21 @@ def print_eval(report: dict[str, Any]) -> None:
         for label, key, fmt in rows:
             vals = [v[side].get(key) for side in ("champion", "candidate")]
             t.add_row(label, *("-" if x is None else fmt.format(x) for x in vals))
+        console.print(t)
+    cert = report.get("certified")
+    if cert:
+        t = Table(title=f"each rung's own calibrated gate at certified accepted-wrong <= {cert['alpha']:g} "
+                        f"(confidence {cert['confidence']:g}), on {cert['candidate']['n_report']} held-back examples")  # fmt: skip
+        t.add_column("")
+        t.add_column(report["champion"]["rung"], justify="right")
+        t.add_column("candidate", justify="right")
+        sides = (cert["champion"], cert["candidate"])
+        t.add_row("certified", *("yes" if x["certified"] else "no" for x in sides))
+        for label, key, fmt in (("edge share", "edge_share", "{:.1%}"),
+                                ("accepted-wrong (of kept)", "accepted_wrong_rate", "{:.1%}"),
+                                ("cost / 1k steps $", "cost_per_1k_steps_usd", "{:.4f}"),
+                                ("ladder accuracy", "ladder_accuracy", "{:.1%}")):  # fmt: skip
+            t.add_row(label, *("-" if x.get(key) is None else fmt.format(x[key]) for x in sides))
         console.print(t)
 
 

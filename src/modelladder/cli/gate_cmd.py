@@ -18,12 +18,12 @@ from modelladder.cli import main
 from modelladder.cli._common import fail
 from modelladder.cli.traces_cmd import _db_option, _find, _open
 
-__all__ = ["calibrate_cmd", "explain_cmd", "gate", "status_cmd"]
+__all__ = ["calibrate_cmd", "calibrate_skip_cmd", "explain_cmd", "gate", "status_cmd"]
 
 
 @main.group("gate")
 def gate() -> None:
-    """The calibrated gate per step: status, calibrate, explain."""
+    """The calibrated gate per step: status, calibrate, calibrate-skip, explain."""
 
 
 @gate.command("status")
@@ -37,8 +37,9 @@ def status_cmd(as_json: bool, db: Path | None) -> None:
     g = StoreGate(store, poll_s=0, drift_s=0)
     st = g.status()
     keys = {k: (n, nl) for k, n, nl in store.step_keys()}
+    skips = g.skip_status()
     if as_json:
-        click.echo(json.dumps({"steps": st, "errors": g.errors, "runs": keys}, indent=2))
+        click.echo(json.dumps({"steps": st, "skip": skips, "errors": g.errors, "runs": keys}, indent=2))
         return
     for err in g.errors:
         click.echo(f"warning: {err}", err=True)
@@ -56,6 +57,12 @@ def status_cmd(as_json: bool, db: Path | None) -> None:
         drift = "  DRIFT: escalating all" if s["drift"] else ""
         click.echo(f"  {k}: version {s['version']}, {what}; live {s['live_labels']} labels, "
                    f"accepted-wrong {live}{drift}  ({n} runs, {nl} labels)")  # fmt: skip
+    for k, sk in skips.items():
+        what = (f"skips {sk['rung']} when predicted failure >= {sk['threshold']:.3g} (lost right answers "
+                f"<= {sk['max_lost']:g} at confidence {sk['confidence']:g}; skipped {100 * (sk['skip_share'] or 0):.1f} "
+                "% of held-out steps)" if sk["certified"] else
+                f"NOT certified: skips nothing; about {sk['labels_needed'] or 'unknown'} more labels needed")  # fmt: skip
+        click.echo(f"  {k}: ex-ante skip version {sk['version']}, {what}")
 
 
 @gate.command("calibrate")
@@ -79,9 +86,11 @@ def status_cmd(as_json: bool, db: Path | None) -> None:
     show_default=True,
 )
 @click.option("--min-labels", type=click.IntRange(min=2), default=30, show_default=True)
+@click.option("--all-contracts", is_flag=True,
+              help="One gate over every contract the step has had (tool sets that change per conversation).")  # fmt: skip
 @_db_option
 def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, contract_digest: str | None,
-                  method: str, min_labels: int, db: Path | None) -> None:  # fmt: skip
+                  method: str, min_labels: int, all_contracts: bool, db: Path | None) -> None:  # fmt: skip
     """Calibrate STEP_KEY (a step name, or contract:<digest> for unnamed steps)."""
     from modelladder.learning import CalibrationError, calibrate_step
     from modelladder.traces import TraceStoreError
@@ -89,7 +98,8 @@ def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, c
     store = _open(db)
     try:
         version, cert = calibrate_step(store, step_key, alpha=max_accepted_wrong, confidence=confidence,
-                                       contract_digest=contract_digest, method=method, min_labels=min_labels)  # fmt: skip
+                                       contract_digest=contract_digest, method=method, min_labels=min_labels,
+                                       all_contracts=all_contracts)  # fmt: skip
     except (CalibrationError, TraceStoreError) as exc:
         fail(f"{exc}; the previous calibration stays in force")
     if cert.certified:
@@ -107,6 +117,45 @@ def calibrate_cmd(step_key: str, max_accepted_wrong: float, confidence: float, c
         click.echo(
             f"step {step_key}: version {version}, NOT certified at alpha={max_accepted_wrong:g}: the step "
             f"escalates every answer; more labels needed: {need}"
+        )
+
+
+@gate.command("calibrate-skip")
+@click.argument("step_key")
+@click.option(
+    "--max-lost",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Largest share of skipped steps the edge would have answered right, within (0, 1).",
+)
+@click.option("--confidence", type=float, default=0.95, show_default=True, help="1 - delta, within (0, 1).")
+@click.option("--min-labels", type=click.IntRange(min=2), default=30, show_default=True)
+@_db_option
+def calibrate_skip_cmd(
+    step_key: str, max_lost: float, confidence: float, min_labels: int, db: Path | None
+) -> None:
+    """Fit STEP_KEY's ex-ante skip: from the request alone, start above the edge where it will fail."""
+    from modelladder.learning import CalibrationError, calibrate_skip
+    from modelladder.traces import TraceStoreError
+
+    store = _open(db)
+    try:
+        version, cert = calibrate_skip(store, step_key, max_lost=max_lost, confidence=confidence,
+                                       min_labels=min_labels)  # fmt: skip
+    except (CalibrationError, TraceStoreError) as exc:
+        fail(f"{exc}; the previous skip calibration stays in force")
+    if cert.certified:
+        click.echo(
+            f"step {step_key}: version {version}, certified: of the skipped steps at most {max_lost:g} would have "
+            f"been right at the edge, with confidence {confidence:g} (upper bound {cert.upper_bound:.4f}; "
+            f"{cert.n_wrong} of {cert.n_accepted} skipped held-out steps were right there); skips "
+            f"{100 * cert.accept_share:.1f} % of steps"
+        )
+    else:
+        click.echo(
+            f"step {step_key}: version {version}, NOT certified at max-lost={max_lost:g}: nothing is skipped; "
+            f"more labels needed: {cert.labels_needed if cert.labels_needed is not None else 'unknown'}"
         )
 
 
@@ -133,6 +182,10 @@ def explain_cmd(run_id: str, db: Path | None) -> None:
         f"gate {'calibration version ' + str(run.gate_version) if run.gate_version else 'the fleet thresholds'}"
     )
     for a in run.attempts:
+        if a.error == "skipped":
+            click.echo(f"  attempt {a.index} on {a.rung} ({a.placement}): not run, {a.escalation_reason}: "
+                       f"{a.error_detail}")  # fmt: skip
+            continue
         verdict = (
             "passed its contract" if a.verdict_ok else f"failed its contract ({a.verdict_reason or a.error})"
         )

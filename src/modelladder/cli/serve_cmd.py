@@ -17,6 +17,7 @@ from modelladder.cli._common import fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 from modelladder.gateway import GatewayConfig, create_app
 from modelladder.gateway.auth import load_api_keys
+from modelladder.gateway.otel import TelemetryConfigError, telemetry_for
 from modelladder.gateway.server import BindError, check_bind
 from modelladder.traces import TraceStore, TraceStoreError
 
@@ -57,6 +58,13 @@ __all__ = ["serve"]
     "--preload/--no-preload", default=True, show_default=True, help="Load local models before listening."
 )
 @click.option(
+    "--otlp-endpoint",
+    default=None,
+    metavar="URL",
+    help="Send a span per run and attempt to this OTLP/HTTP collector (base URL, e.g. http://127.0.0.1:4318; "
+    "default: $OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing). Needs modelladder[otel].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -72,6 +80,7 @@ def serve(
     queue_timeout: float,
     max_body_bytes: int,
     preload: bool,
+    otlp_endpoint: str | None,
     log_level: str,
 ) -> None:
     """Serve the OpenAI-compatible gateway (POST /v1/chat/completions, GET /v1/models, ...).
@@ -104,13 +113,20 @@ def serve(
         max_body_bytes=max_body_bytes,
         api_keys=keys,
         preload=preload,
+        otlp_endpoint=otlp_endpoint,
     )
-    app = create_app(fleet, store, config=config)
+    try:
+        telemetry = telemetry_for(fleet, otlp_endpoint)
+    except TelemetryConfigError as exc:
+        store.close()
+        fail(str(exc))
+    app = create_app(fleet, store, config=config, telemetry=telemetry)
     shown = f"[{host}]" if ":" in host else host
     click.echo(notice, err=True)
     click.echo(
         f"modelladder gateway on http://{shown}:{port}/v1 -- fleet {fleet.source} "
-        f"({', '.join(r.name for r in fleet.rungs)}), traces in {store.path}",
+        f"({', '.join(r.name for r in fleet.rungs)}), traces in {store.path}"
+        + (" (spans to OTLP)" if telemetry.enabled else ""),
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -69,6 +69,9 @@ class EvalConfig:
     limit: int | None = None
     reuse_recorded: bool = True
     progress: bool = True
+    # both rungs' own calibrated gates are compared at this certified accepted-wrong rate
+    alpha: float = 0.05
+    confidence: float = 0.95
 
 
 @dataclass
@@ -83,6 +86,9 @@ class Outcome:
     reason: str | None
     text: str
     reused: bool = False
+    # the gate's view of a contract-passing answer ({"numeric", "tool", "rung"}), so each
+    # rung's own gate can be calibrated on the holdout; None when the answer failed its contract
+    features: dict[str, Any] | None = None
 
 
 @dataclass
@@ -168,7 +174,13 @@ def _examples(data_dir: Path, manifest: dict[str, Any], limit: int | None) -> li
 
 
 def _outcome(attempt: Attempt, accepted: bool, correct: bool, reused: bool) -> Outcome:
+    from modelladder.learning.features import from_attempt
+
     v = attempt.verdict
+    features = None
+    if v is not None and v.ok and attempt.error is None and attempt.finish_reason != "length":
+        row = from_attempt(attempt)  # what a gate decides on: a whole, contract-passing answer
+        features = {"numeric": row.numeric, "tool": row.tool, "rung": row.rung}
     return Outcome(
         valid=bool(v is not None and v.ok),
         accepted=accepted,
@@ -178,6 +190,7 @@ def _outcome(attempt: Attempt, accepted: bool, correct: bool, reused: bool) -> O
         reason=None if accepted else (attempt.escalation_reason or judge(attempt, Policy()) or "rejected"),
         text=(attempt.text or "")[:TEXT_CAP],
         reused=reused,
+        features=features,
     )
 
 
@@ -407,6 +420,13 @@ def evaluate(
             "champion": metrics([results[champion.name][i] for i in ids], champion.placement, escalation),
             "candidate": metrics([results[CANDIDATE][i] for i in ids], candidate.placement, escalation),
         }
+    from modelladder.distill.certified import compare_certified
+
+    primary = "inputs" if "inputs" in views else "teacher"
+    certified = compare_certified(
+        results[champion.name], results[CANDIDATE], alpha=cfg.alpha, confidence=cfg.confidence,
+        escalation=escalation, keys=[e.key for e in examples if primary in e.views],
+    )  # fmt: skip
     report = {
         "format_version": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -431,8 +451,9 @@ def evaluate(
         },
         "policy": asdict(policy),
         "escalation": escalation,
-        "primary_view": "inputs" if "inputs" in views else "teacher",
+        "primary_view": primary,
         "views": views,
+        "certified": certified,
         "details": str(details_path),
     }
     tmp = Path(cfg.out).with_name(f".{Path(cfg.out).name}.{os.getpid()}.tmp")

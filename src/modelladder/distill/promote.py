@@ -150,8 +150,28 @@ def decide(report: dict[str, Any], margin: float, max_accepted_wrong_increase: f
     if max(aw_up, all_up) > max_accepted_wrong_increase + 1e-12:
         ok = False
         reasons.append("raises the accepted-wrong rate: " + aw_line)
+    cert = report.get("certified")
+    if cert:  # both rungs' own calibrated gates, at the same certified alpha (older reports have none)
+        c, ch = cert["candidate"], cert["champion"]
+        figures.update(certified_alpha=cert["alpha"], candidate_certified=c["certified"],
+                       champion_certified=ch["certified"], candidate_certified_edge_share=c["edge_share"],
+                       champion_certified_edge_share=ch["edge_share"])  # fmt: skip
+        cert_line = (
+            f"at a certified accepted-wrong rate <= {cert['alpha']:g} (confidence {cert['confidence']:g}), each rung "
+            f"with its own calibrated gate: edge share {c['edge_share']:.1%} "
+            f"({'certified' if c['certified'] else 'not certified'}) vs {ch['edge_share']:.1%} "
+            f"({'certified' if ch['certified'] else 'not certified'}) on {c['n_report']} held-back examples"
+        )
+        if ch["certified"] and not c["certified"]:
+            ok = False
+            reasons.append("its own gate cannot certify the alpha the current first rung's can: " + cert_line)
+        elif c["edge_share"] < ch["edge_share"] - 1e-12:
+            ok = False
+            reasons.append("keeps fewer steps at the edge at the same certified alpha: " + cert_line)
+        elif ok:
+            reasons.append(cert_line)
     if ok:
-        reasons = [acc_line, aw_line]
+        reasons = [acc_line, aw_line, *reasons]
     return Decision(ok, reasons, view, figures)
 
 

@@ -34,6 +34,7 @@ from modelladder.gateway.auth import Guard, load_api_keys
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.health import LOSS_REASONS, TraceLosses, cooling_report
 from modelladder.gateway.metrics import Metrics
+from modelladder.gateway.otel import RunTrace, Telemetry, telemetry_for
 from modelladder.gateway.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -85,6 +86,8 @@ class GatewayConfig:
     cooldown_after_failures: int = 5
     cooldown_s: float = 10.0
     cooldown_max_s: float = 120.0
+    # OTLP/HTTP base URL for spans (modelladder.gateway.otel); None: the OTEL_* environment decides
+    otlp_endpoint: str | None = None
 
 
 def _tenant(request: Request) -> str | None:
@@ -108,18 +111,26 @@ class Gateway:
     """One gateway: the ladder, its queues and metrics, and the request handlers."""
 
     def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool,
-                 losses: TraceLosses | None = None):  # fmt: skip
+                 telemetry: Telemetry | None = None, losses: TraceLosses | None = None):  # fmt: skip
         self.ladder, self.store, self.config, self.owns_store = ladder, store, config, owns_store
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.losses = losses or TraceLosses()
         self.fleet: Fleet = ladder.fleet
         self.queues = queueing.Queues(
             self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
         )
+        gate = ladder.gate
         self.metrics = Metrics(
             lambda: [(q.name, q.waiting, q.running) for q in self.queues.all],
             _prompt_caches,
-            ladder.cooldowns.health,
-            lambda: {r: self.losses.total.get(r, 0) for r in LOSS_REASONS},
+            rungs=ladder.cooldowns.health,
+            traces_lost=lambda: {r: self.losses.total.get(r, 0) for r in LOSS_REASONS},
+            gates=getattr(gate, "status", dict),
+            skips=getattr(gate, "skip_status", dict),
+            shadow_rates=lambda: {
+                **{"default": self.fleet.default_policy.shadow_rate},
+                **{name: p.shadow_rate for name, p in self.fleet.steps.items()},
+            },
         )
         self.limiter = anyio.CapacityLimiter(sum(q.concurrency for q in self.queues.all) + 2)
 
@@ -136,6 +147,7 @@ class Gateway:
         )  # only the Guard names a tenant, never the caller's metadata
         if tenant is not None:
             plan.tags[traces_api.TENANT_TAG] = tenant
+        spans = self.telemetry.begin(request.headers, req.model)  # None: tracing off
         queue = self.queues.for_rung(plan.entry)
         budget = plan.policy.latency_budget_s
         conversation = derive_episode_id(plan.messages)  # the queue prefers the resident one
@@ -165,10 +177,10 @@ class Gateway:
             )
         run = partial(
             self.ladder.run, plan.step, plan.messages, policy=policy, tags=plan.tags, run_id=uuid.uuid4().hex,
-            params=plan.params, on_attempt=self.metrics.on_attempt,
+            params=plan.params, on_attempt=spans.hook(self.metrics.on_attempt) if spans else self.metrics.on_attempt,
         )  # fmt: skip
         if plan.streams_live:
-            return await self._live(plan, run, queue, t0)
+            return await self._live(plan, run, queue, t0, spans)
         started = time.perf_counter()
         try:
             result = await anyio.to_thread.run_sync(run, limiter=self.limiter)
@@ -180,9 +192,10 @@ class Gateway:
             raise APIError(400, str(exc), code="invalid_request") from None
         finally:
             queue.release(time.perf_counter() - started)
-        return self._finished(plan, result, t0)
+        return self._finished(plan, result, t0, spans)
 
-    async def _live(self, plan: translate.Plan, run: Any, queue: queueing.RungQueue, t0: float) -> Response:
+    async def _live(self, plan: translate.Plan, run: Any, queue: queueing.RungQueue, t0: float,
+                    spans: RunTrace | None = None) -> Response:  # fmt: skip
         """Stream free text as it is decoded (``Plan.streams_live``). The status line waits
         for the first piece of text: a run that ends before any (an error, a call, an empty
         answer that escalates) is answered exactly as a buffered one, with its real status."""
@@ -211,7 +224,7 @@ class Gateway:
                 ) from None
             except ValueError as exc:
                 raise APIError(400, str(exc), code="invalid_request") from None
-            return self._finished(plan, result, t0)
+            return self._finished(plan, result, t0, spans)
         rung, text = first
         run_id = run.keywords["run_id"]
         live = shaping.LiveStream(run_id, rung, plan)
@@ -238,7 +251,7 @@ class Gateway:
                         APIError(500, f"the run failed after streaming began: {exc}", "internal_error")
                     )
                     return
-                self._count(plan, result, t0)
+                self._count(plan, result, t0, spans)
                 if result.outcome != "resolved":  # cannot happen by Plan.streams_live's rules; never hide it
                     yield live.fail(shaping.unresolved_error(result))
                 elif result.rung != rung or not result.text.strip().startswith(live.sent):
@@ -255,13 +268,19 @@ class Gateway:
 
         return StreamingResponse(body(), 200, headers, media_type="text/event-stream")
 
-    def _count(self, plan: translate.Plan, result: Any, t0: float) -> None:
+    def _count(self, plan: translate.Plan, result: Any, t0: float, spans: RunTrace | None = None) -> None:
         self.metrics.runs.inc(plan.step.name, result.outcome)
         self.metrics.request_latency.observe(time.perf_counter() - t0, result.rung or "none")
+        if spans is not None:
+            spans.finish(
+                result, {"max_tokens": plan.params.max_tokens, "temperature": plan.params.temperature}
+            )
 
-    def _finished(self, plan: translate.Plan, result: Any, t0: float) -> Response:
+    def _finished(
+        self, plan: translate.Plan, result: Any, t0: float, spans: RunTrace | None = None
+    ) -> Response:
         """A finished run as a response: the body (or an SSE replay), or the error."""
-        self._count(plan, result, t0)
+        self._count(plan, result, t0, spans)
         if result.outcome != "resolved":
             cooling = self.ladder.cooldowns.cooling()
             raise shaping.unresolved_error(result, min(cooling.values()) if cooling else None)
@@ -347,11 +366,16 @@ def create_app(
     config: GatewayConfig | None = None,
     backends: Mapping[str, Backend] | None = None,
     backend_factory: BackendFactory | None = None,
+    telemetry: Telemetry | None = None,
 ) -> FastAPI:
     """The gateway as an ASGI app. ``fleet``: default ``load_fleet()`` (``$MODELLADDER_FLEET``
     or the bundled fleet); ``store``: default the trace store in ``data_dir()``;
-    ``backends``/``backend_factory`` are passed to the :class:`Ladder` (tests, benchmarks)."""
+    ``backends``/``backend_factory`` are passed to the :class:`Ladder` (tests, benchmarks);
+    ``telemetry``: default spans to the OTLP endpoint configured (none: off, see
+    :mod:`modelladder.gateway.otel`)."""
     config = config or GatewayConfig()
+    fleet = fleet or load_fleet()
+    telemetry = telemetry if telemetry is not None else telemetry_for(fleet, config.otlp_endpoint)
     keys = config.api_keys if config.api_keys is not None else load_api_keys(config.key_file)
     owns_store = store is None
     store = store if store is not None else TraceStore()
@@ -359,9 +383,10 @@ def create_app(
 
     losses = TraceLosses()
     cooldown = CooldownPolicy(config.cooldown_after_failures, config.cooldown_s, config.cooldown_max_s)
-    ladder = Ladder(fleet or load_fleet(), store=store, backends=backends, backend_factory=backend_factory,
-                    gate=StoreGate(store), cooldown=cooldown, on_record=losses)  # fmt: skip
-    gw = Gateway(ladder, store, config, owns_store, losses)
+    learned = StoreGate(store)  # the gate and the ex-ante skip, both from the store's calibrations
+    ladder = Ladder(fleet, store=store, backends=backends, backend_factory=backend_factory,
+                    gate=learned, skip=learned, cooldown=cooldown, on_record=losses)  # fmt: skip
+    gw = Gateway(ladder, store, config, owns_store, telemetry, losses)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -370,6 +395,7 @@ def create_app(
         if config.preload:
             await anyio.to_thread.run_sync(gw.preload)
         yield
+        gw.telemetry.shutdown()  # export the spans still queued
         if gw.owns_store:
             gw.store.close()
 

@@ -8,11 +8,12 @@ bounded. Updates happen on the event loop and in ladder worker threads, hence th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 
 from modelladder.ladder.cooldown import RungHealth
-from modelladder.ladder.outcome import Attempt
+from modelladder.ladder.outcome import SKIPPED, Attempt
 
 __all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics", "ReadCounter"]
 
@@ -127,6 +128,43 @@ class Histogram(_Metric):
         return out
 
 
+#: Per-step gate gauges: (metric suffix, field of ``StoreGate.status()``, help).
+_GATE_GAUGES = (
+    (
+        "certified",
+        "certified",
+        "1 when the step's calibrated gate certifies its alpha, 0 when it escalates all.",
+    ),
+    ("alpha", "alpha", "The accepted-wrong rate the step's gate is calibrated to (max_accepted_wrong)."),
+    ("calibration_version", "version", "The gate calibration in force per step."),
+    ("live_labels", "live_labels", "Labels given since the calibration on answers it accepted."),
+    (
+        "live_accepted_wrong",
+        "live_accepted_wrong",
+        "Share of those labels that say wrong (drift is tested on it).",
+    ),
+    ("drift", "drift", "1 when live labels broke the bound and the step escalates all."),
+)
+
+
+def _gauge_rows(
+    rows: Callable[[], dict[str, dict[str, object]]], field: str
+) -> list[tuple[tuple[str, ...], float]]:
+    """One gauge's samples from a per-step status; a status that cannot be read (the store went
+    away) shows no samples rather than breaking the scrape."""
+    try:
+        status = rows()
+    except Exception as exc:
+        logging.getLogger("modelladder.gateway").warning("metrics: cannot read the gate status (%s)", exc)
+        return []
+    out: list[tuple[tuple[str, ...], float]] = []
+    for step, st in status.items():
+        v = st.get(field)
+        if isinstance(v, bool | int | float):
+            out.append(((step,), float(v)))
+    return out
+
+
 class Metrics:
     """The gateway's metrics. ``queues`` is read at scrape time for the queue gauges."""
 
@@ -136,10 +174,15 @@ class Metrics:
         caches: Callable[[], Iterable[tuple[str, dict[str, int]]]] = lambda: (),
         rungs: Callable[[], Iterable[RungHealth]] = lambda: (),
         traces_lost: Callable[[], dict[str, int]] = dict,
+        gates: Callable[[], dict[str, dict[str, object]]] = dict,
+        skips: Callable[[], dict[str, dict[str, object]]] = dict,
+        shadow_rates: Callable[[], dict[str, float]] = dict,
     ):
         """``caches``: read at scrape time, ``(model file name, CacheStats.as_dict())`` per
         resident model; ``rungs``: each rung's cool-down state; ``traces_lost``: traces the
-        store refused, by reason (all read at scrape time)."""
+        store refused, by reason; ``gates`` / ``skips``: ``StoreGate.status()`` /
+        ``skip_status()`` (per step key); ``shadow_rates``: the policy's ``shadow_rate`` per
+        configured step (all read at scrape time)."""
         lock = threading.Lock()
         self.requests = Counter("modelladder_http_requests_total", "HTTP requests by route and status.",
                                 ("route", "status"), lock)  # fmt: skip
@@ -150,7 +193,7 @@ class Metrics:
         )  # fmt: skip
         self.attempt_latency = Histogram("modelladder_attempt_duration_seconds", "Latency of one attempt, by rung.",
                                          ("rung",), lock)  # fmt: skip
-        self.attempts = Counter("modelladder_attempts_total", "Attempts by rung and outcome (accepted/escalated).",
+        self.attempts = Counter("modelladder_attempts_total", "Attempts by rung and outcome (accepted/escalated/skipped).",
                                 ("rung", "outcome"), lock)  # fmt: skip
         self.escalations = Counter(
             "modelladder_escalations_total", "Escalations by reason.", ("reason",), lock
@@ -201,8 +244,24 @@ class Metrics:
         self._all.append(Gauge("modelladder_prompt_cache_bytes", "Host RAM held by saved prompt states, per model.",
                                ("model",), lock, per_model("bytes")))  # fmt: skip
 
+        def read(rows: Callable[[], dict[str, dict[str, object]]], field: str) -> Callable[[], list[tuple[tuple[str, ...], float]]]:  # fmt: skip
+            return lambda: _gauge_rows(rows, field)
+
+        for suffix, key, help in _GATE_GAUGES:
+            self._all.append(Gauge(f"modelladder_gate_{suffix}", help, ("step",), lock, read(gates, key)))
+        self._all.append(Gauge("modelladder_skip_certified", "1 when the step's ex-ante skip predictor is certified.",
+                               ("step",), lock, read(skips, "certified")))  # fmt: skip
+        self._all.append(Gauge("modelladder_skip_max_lost", "The share of skipped steps the edge may have had right.",
+                               ("step",), lock, read(skips, "max_lost")))  # fmt: skip
+        self._all.append(Gauge("modelladder_shadow_rate", "Share of accepted edge answers checked by the next rung.",
+                               ("step",), lock, lambda: [((k,), float(v)) for k, v in sorted(shadow_rates().items())]))  # fmt: skip
+
     def on_attempt(self, attempt: Attempt) -> None:
         """Ladder hook: called in the worker thread after each attempt is judged."""
+        if attempt.error == SKIPPED:  # passed over before it ran: no latency to observe
+            self.attempts.inc(attempt.rung, "skipped")
+            self.escalations.inc(attempt.escalation_reason or SKIPPED)
+            return
         self.attempt_latency.observe(attempt.latency_s, attempt.rung)
         self.attempts.inc(attempt.rung, "accepted" if attempt.accepted else "escalated")
         if attempt.escalation_reason:

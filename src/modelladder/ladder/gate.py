@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
     from modelladder.ladder.outcome import Attempt
 
-__all__ = ["Gate", "GateVerdict"]
+__all__ = ["Gate", "GateVerdict", "SkipPredictor", "SkipVerdict"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,30 @@ class Gate(Protocol):
     calibration for the step, or not for this rung) -- the policy's log-probability thresholds apply."""
 
     def assess(self, step_key: str, contract_digest: str | None, attempt: Attempt) -> GateVerdict | None: ...
+
+
+@dataclass(frozen=True)
+class SkipVerdict:
+    """A skip predictor's opinion of one request on one edge rung, before it runs: ``skip``
+    when its predicted failure probability ``p_fail`` reaches the certified ``threshold``."""
+
+    skip: bool
+    p_fail: float
+    threshold: float
+    version: int
+
+
+@runtime_checkable
+class SkipPredictor(Protocol):
+    """Predicts, from the request alone, that an edge rung will fail a step. ``None``: no
+    certified predictor for this step and rung -- the rung is tried.
+
+    ``contract``: the step's contract as a trace stores it (``{"kind", "spec"}``) or ``None``."""
+
+    def predict_skip(
+        self,
+        step_key: str,
+        contract: Mapping[str, Any] | None,
+        messages: Sequence[Mapping[str, Any]],
+        rung: str,
+    ) -> SkipVerdict | None: ...

@@ -12,7 +12,21 @@ from typing import Any
 
 from modelladder.contracts.base import Verdict
 
-__all__ = ["Attempt", "Confidence", "Resolved", "StepResult", "Unresolved", "UnresolvedError"]
+__all__ = [
+    "Attempt",
+    "Confidence",
+    "Resolved",
+    "SKIPPED",
+    "SKIP_REASON",
+    "StepResult",
+    "Unresolved",
+    "UnresolvedError",
+]
+
+#: The ``error`` of an attempt the ex-ante skip predictor did not run (no backend call, no
+#: cost): recorded so the trace says the edge was passed over, and why.
+SKIPPED = "skipped"
+SKIP_REASON = "skip:predicted_fail"
 
 
 class UnresolvedError(RuntimeError):

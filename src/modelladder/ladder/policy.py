@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 from modelladder.contracts.tools import Answer
 from modelladder.fleet_types import Policy, Rung
 from modelladder.ladder.loops import LOOP_REASON
-from modelladder.ladder.outcome import Attempt
+from modelladder.ladder.outcome import SKIPPED, Attempt
 
 if TYPE_CHECKING:
     from modelladder.ladder.gate import GateVerdict
 
 __all__ = [
-    "MAX_RETRY_WAIT_S", "Policy", "Stop", "TryRung", "eligible_rungs", "judge", "next_action", "shadow_rung",
+    "MAX_RETRY_WAIT_S", "Policy", "Stop", "TryRung", "eligible_rungs", "judge", "may_skip", "next_action",
+    "shadow_rung",
 ]  # fmt: skip
 
 #: The longest the ladder waits for a rate-limited rung's ``Retry-After`` when the step has no
@@ -122,6 +123,22 @@ def shadow_rung(policy: Policy, rungs: list[Rung], accepted: Attempt, draw: floa
     return above[0] if above else None
 
 
+def may_skip(policy: Policy, rungs: list[Rung], rung: Rung, attempts: list[Attempt], draw: float) -> bool:
+    """Whether the ladder may pass over ``rung`` on a skip predictor's word, before it runs.
+
+    Only edge rungs (not a memo: it costs nothing), never for ``edge_only`` steps, never the
+    last rung left to try (a skip must hand the step to another rung, not end it); ``draw``
+    (fixed per run, in [0, 1)) below ``skip_explore`` tries the edge anyway, so it keeps
+    being labelled on the requests it is predicted to fail.
+    """
+    if not policy.skip_ex_ante or policy.edge_only or draw < policy.skip_explore:
+        return False
+    if rung.placement != "edge" or rung.backend == "memo":
+        return False
+    tried = {a.rung for a in attempts}
+    return any(r.name != rung.name and r.name not in tried for r in eligible_rungs(policy, rungs))
+
+
 @dataclass(frozen=True)
 class TryRung:
     rung: Rung
@@ -157,7 +174,8 @@ def next_action(
     eligible = eligible_rungs(policy, rungs)
     if not eligible:
         return Stop("no_eligible_rung")
-    if policy.max_attempts is not None and len(attempts) >= policy.max_attempts:
+    ran = [a for a in attempts if a.error != SKIPPED]  # a skipped rung was not an attempt
+    if policy.max_attempts is not None and len(ran) >= policy.max_attempts:
         return Stop("max_attempts")
     remaining = None
     if policy.latency_budget_s is not None:

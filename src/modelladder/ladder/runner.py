@@ -21,11 +21,19 @@ from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
 from modelladder.contracts.tools import ANSWER_STRING_CAP, ToolCalls
 from modelladder.ladder.cooldown import CooldownPolicy, Cooldowns
-from modelladder.ladder.gate import Gate, GateVerdict
+from modelladder.ladder.gate import Gate, GateVerdict, SkipPredictor
 from modelladder.ladder.keys import step_key
 from modelladder.ladder.loops import LOOP_REASON, repeated_calls, turn_position
-from modelladder.ladder.outcome import Attempt, Confidence, Resolved, StepResult, Unresolved
-from modelladder.ladder.policy import Policy, Stop, judge, next_action, shadow_rung
+from modelladder.ladder.outcome import (
+    SKIP_REASON,
+    SKIPPED,
+    Attempt,
+    Confidence,
+    Resolved,
+    StepResult,
+    Unresolved,
+)
+from modelladder.ladder.policy import Policy, Stop, judge, may_skip, next_action, shadow_rung
 from modelladder.ladder.shaping import RungView, Shaper, ShapeRequest
 from modelladder.ladder.step import Step
 
@@ -129,6 +137,9 @@ class Ladder:
 
     Backends are created lazily, once per rung, by ``backend_factory`` (the default opens
     the rung's real backend); pass ``backends={"rung-name": backend}`` to plug in others.
+    ``gate`` judges contract-passing attempts; ``skip`` may pass over an edge rung before it
+    runs (:class:`~modelladder.ladder.gate.SkipPredictor`); ``shaper`` changes what an edge
+    rung sees. All three come from :mod:`modelladder.learning` through these seams.
 
     ``cooldown``: when a rung's endpoint keeps failing it is skipped for a while
     (:mod:`modelladder.ladder.cooldown`; default: only for a ``Retry-After``, so a script or a
@@ -151,6 +162,7 @@ class Ladder:
         cooldown: CooldownPolicy | None = None,
         on_record: RecordHook | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        skip: SkipPredictor | None = None,
     ):
         if fleet is None:
             from modelladder.fleet import load_fleet  # lazy: reading a fleet consults the backend registry
@@ -168,6 +180,7 @@ class Ladder:
         self.cooldowns = Cooldowns(cooldown or CooldownPolicy(after_failures=0), clock)
         self.on_record = on_record
         self._sleep = sleep
+        self.skip = skip
         self._fleet_digest = _digest([asdict(r) for r in fleet.rungs])
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadows: list[Future[None]] = []
@@ -231,6 +244,7 @@ class Ladder:
             episode_id=episode_id or derive_episode_id(messages),
         )
         gate_versions: list[int] = []  # the calibrations that judged this run's attempts
+        skip_versions: list[int] = []  # the skip calibrations that passed over a rung
         base_params = dataclasses.replace(base_params, step_key=key)
         shape = _ShapeContext(key, pol, run_id, common["episode_id"])
 
@@ -248,6 +262,9 @@ class Ladder:
                     **common, attempts=attempts, latency_s=self._clock() - start, reason=action.reason
                 )
                 break
+            if self._skipped(step, prompt, rungs, action.rung, attempts, pol, shape, contract, on_attempt,
+                             skip_versions):  # fmt: skip
+                continue
             if action.wait_s > 0:  # the rung's Retry-After, within the budget (policy.next_action)
                 self._sleep(action.wait_s)
             attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt,
@@ -257,9 +274,14 @@ class Ladder:
                 break
         gate_version = gate_versions[-1] if gate_versions else None
         result.gate_version = gate_version
-        result.config_digest = _digest(
-            {"fleet": self._fleet_digest, "policy": asdict(pol), "gate_version": gate_version}
-        )
+        decided_by: dict[str, Any] = {
+            "fleet": self._fleet_digest,
+            "policy": asdict(pol),
+            "gate_version": gate_version,
+        }
+        if skip_versions:  # only then: the digests of runs without a skip stay what they were
+            decided_by["skip_version"] = skip_versions[-1]
+        result.config_digest = _digest(decided_by)
         if self.store is not None:
             try:
                 self.store.record(result)
@@ -299,6 +321,34 @@ class Ladder:
         if on_attempt is not None:
             on_attempt(attempt)
         return attempt
+
+    def _skipped(
+        self, step: Step, prompt: list[dict[str, Any]], rungs: list[Rung], rung: Rung, attempts: list[Attempt],
+        pol: Policy, shape: _ShapeContext, contract: dict[str, Any] | None, on_attempt: AttemptHook | None,
+        versions: list[int],
+    ) -> bool:  # fmt: skip
+        """Pass over ``rung`` when the skip predictor says it will fail this request: a
+        recorded attempt that made no backend call (``error="skipped"``). A failing predictor
+        skips nothing."""
+        if self.skip is None or not may_skip(pol, rungs, rung, attempts, _draw(shape.run_id + ":explore")):
+            return False
+        try:
+            verdict = self.skip.predict_skip(shape.key, contract, prompt, rung.name)
+        except Exception as exc:
+            log.error("skip predictor failed on step %s (%s: %s); trying %s", shape.key, type(exc).__name__, exc,
+                      rung.name)  # fmt: skip
+            return False
+        if verdict is None or not verdict.skip:
+            return False
+        attempt = Attempt(index=len(attempts), rung=rung.name, placement=rung.placement, error=SKIPPED,
+                          escalation_reason=SKIP_REASON,
+                          error_detail=f"predicted failure {verdict.p_fail:.3f} >= {verdict.threshold:.3f} "
+                                       f"(skip calibration version {verdict.version})")  # fmt: skip
+        attempts.append(attempt)
+        versions.append(verdict.version)
+        if on_attempt is not None:
+            on_attempt(attempt)
+        return True
 
     def _loop_fallback(
         self, step: Step, prompt: list[dict[str, Any]], attempts: list[Attempt], params: GenerationParams,

@@ -1,5 +1,5 @@
 """Learning from traces: labels, the calibrated gate per step, retrieved examples, tool
-selection, history compaction, the answer memo.
+selection, history compaction, the answer memo, the ex-ante skip.
 
 Sits between :mod:`modelladder.traces` (what it reads) and :mod:`modelladder.ladder` (what it
 feeds, through two seams: :class:`modelladder.ladder.gate.Gate` for the gate and
@@ -13,6 +13,7 @@ from modelladder.learning.example_index import Example, ExampleIndex, ExampleInd
 from modelladder.learning.example_source import RebuildReport, examples_from_store, rebuild_from_store
 from modelladder.learning.gate import StoreGate
 from modelladder.learning.memo import MemoBackend
+from modelladder.learning.skip import SkipCalibration, calibrate_skip
 
 __all__ = [
     "Calibration",
@@ -24,7 +25,9 @@ __all__ = [
     "Hit",
     "MemoBackend",
     "RebuildReport",
+    "SkipCalibration",
     "StoreGate",
+    "calibrate_skip",
     "calibrate_step",
     "examples_from_store",
     "rebuild_from_store",

@@ -81,8 +81,13 @@ def calibrate_step(
     contract_digest: str | None = None,
     method: str = "fixed_sequence",
     min_labels: int = MIN_LABELS,
+    all_contracts: bool = False,
 ) -> tuple[int, bound.Certification]:
-    """Calibrate step ``key`` and store the result; returns ``(version, certification)``."""
+    """Calibrate step ``key`` and store the result; returns ``(version, certification)``.
+
+    ``all_contracts``: one gate over every contract the named step has had (an agent whose
+    tool set changes per conversation), applied to any of them; the caller asserts that its
+    answers are alike enough for one bound. Default: one contract only."""
     try:
         bound.check_levels(alpha, 1.0 - confidence)
     except ValueError as exc:
@@ -100,10 +105,11 @@ def calibrate_step(
                 f"contract digest(s) {', '.join(digests)}"
             )
         found = mine
-    elif len(digests) > 1:
+    elif len(digests) > 1 and not all_contracts:
         raise CalibrationError(
             f"the labels of step {key!r} come from {len(digests)} contract digests ({', '.join(digests)}): "
-            "a gate certified for one contract says nothing of another; pass --contract-digest"
+            "a gate certified for one contract says nothing of another; pass --contract-digest (or "
+            "--all-contracts for one gate over all of them)"
         )
     if len(found) < min_labels:
         raise CalibrationError(
@@ -125,6 +131,8 @@ def calibrate_step(
                    "by_source": {s: sum(e.source == s for e in found) for s in ("checker", "feedback", "teacher")}},
     }  # fmt: skip
     digest = contract_digest if contract_digest is not None else (found[0].contract_digest if found else None)
+    if all_contracts and contract_digest is None:
+        digest = None  # applies to every contract of the step
     version = store.save_calibration(
         key, contract_digest=digest, alpha=alpha, confidence=confidence, certified=cert.certified, body=body
     )

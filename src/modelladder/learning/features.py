@@ -124,12 +124,12 @@ class Encoder:
     numeric: tuple[str, ...] = NUMERIC
 
     @classmethod
-    def fit(cls, rows: Sequence[Row], max_tools: int = 20) -> Encoder:
+    def fit(cls, rows: Sequence[Row], max_tools: int = 20, numeric: tuple[str, ...] = NUMERIC) -> Encoder:
         counts: dict[str, int] = {}
         for r in rows:
             counts[r.tool] = counts.get(r.tool, 0) + 1
         tools = tuple(sorted(counts, key=lambda t: (-counts[t], t))[:max_tools])
-        return cls(tools, tuple(sorted({r.rung for r in rows})))
+        return cls(tools, tuple(sorted({r.rung for r in rows})), numeric)
 
     @property
     def names(self) -> list[str]:

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modelladder.ladder.gate import GateVerdict
+from modelladder.ladder.gate import GateVerdict, SkipVerdict
 from modelladder.learning.bound import p_value_above
 from modelladder.learning.calibrate import Calibration, CalibrationError, parse
 from modelladder.learning.features import from_attempt
+from modelladder.learning.request_features import from_request
+from modelladder.learning.skip import KIND, SkipCalibration, body_kind, parse_skip
 
 __all__ = ["StoreGate"]
 
@@ -40,7 +42,9 @@ class _Live:
 
 
 class StoreGate:
-    """Per-step calibrated gates read from a trace store (``store``: a ``TraceStore``)."""
+    """Per-step calibrated gates read from a trace store (``store``: a ``TraceStore``), and the
+    steps' ex-ante skip predictors (:mod:`modelladder.learning.skip`): one object serves both
+    seams of the ladder (``Ladder(gate=g, skip=g)``)."""
 
     def __init__(
         self,
@@ -59,6 +63,7 @@ class StoreGate:
         self._next_poll = -float("inf")
         self._next_drift = -float("inf")
         self._active: dict[str, Calibration] = {}
+        self._skips: dict[str, SkipCalibration] = {}
         self._live: dict[str, _Live] = {}
         self.errors: list[str] = []
 
@@ -81,11 +86,16 @@ class StoreGate:
 
     def _load(self) -> None:
         active: dict[str, Calibration] = {}
-        for row in self.store.calibrations():  # newest first: the first valid one per step wins
-            if row.step_key in active:
+        skips: dict[str, SkipCalibration] = {}
+        for row in self.store.calibrations():  # newest first: the first valid one per step and kind wins
+            kind = body_kind(row)
+            if row.step_key in (skips if kind == KIND else active):
                 continue
             try:
-                active[row.step_key] = parse(row)
+                if kind == KIND:
+                    skips[row.step_key] = parse_skip(row)
+                else:
+                    active[row.step_key] = parse(row)
             except CalibrationError as exc:
                 msg = str(exc)
                 if msg not in self.errors:
@@ -100,6 +110,7 @@ class StoreGate:
                      f"certified alpha={c.alpha:g}" if c.certified else "not certified: escalates all")  # fmt: skip
             self._live.pop(k, None)
         self._active = active
+        self._skips = skips
 
     def _test_drift(self) -> None:
         for key, cal in self._active.items():
@@ -133,6 +144,32 @@ class StoreGate:
         score = cal.model.score(from_attempt(attempt))
         ok = cal.threshold is not None and score >= cal.threshold
         return GateVerdict(ok, "gate:score", cal.version, score=score, threshold=cal.threshold)
+
+    def predict_skip(self, step_key: str, contract: Any, messages: Any, rung: str) -> SkipVerdict | None:
+        """The ladder's skip seam: skip ``rung`` when its certified predictor says it will fail."""
+        self.refresh()
+        cal = self._skips.get(step_key)
+        if cal is None or not cal.certified or cal.threshold is None or rung != cal.rung:
+            return None
+        p = cal.p_fail(from_request(messages, contract, rung))
+        return SkipVerdict(p >= cal.threshold, p, cal.threshold, cal.version)
+
+    def skip_status(self) -> dict[str, dict[str, Any]]:
+        """Per step with a skip predictor: version, rung, certified bound, threshold, share skipped."""
+        self.refresh()
+        return {
+            key: {
+                "version": c.version,
+                "rung": c.rung,
+                "certified": c.certified,
+                "max_lost": c.max_lost,
+                "confidence": 1 - c.delta,
+                "threshold": c.threshold,
+                "skip_share": c.certification.get("accept_share"),
+                "labels_needed": c.certification.get("labels_needed"),
+            }  # fmt: skip
+            for key, c in sorted(self._skips.items())
+        }
 
     # -- visibility ---------------------------------------------------------------------------
 

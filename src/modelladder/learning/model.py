@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from modelladder.learning.features import NUMERIC, NUMERIC_V1, SIGNALS, Encoder, Row
+from modelladder.learning.request_features import REQUEST_NUMERIC
 
 __all__ = ["ACCEPT_ALL", "GateModel", "KINDS", "ModelError", "fit", "threshold_grid"]
 
@@ -62,7 +63,7 @@ class GateModel:
             if kind not in KINDS:
                 raise ModelError(f"unknown gate model kind {kind!r}")
             numeric = tuple(d["encoder"].get("numeric") or NUMERIC_V1)  # older models name none
-            unknown = sorted(set(numeric) - set(NUMERIC))
+            unknown = sorted(set(numeric) - set(NUMERIC) - set(REQUEST_NUMERIC))
             if unknown:
                 raise ModelError(f"gate model uses unknown features {unknown}")
             enc = Encoder(tuple(d["encoder"]["tools"]), tuple(d["encoder"]["rungs"]), numeric)
@@ -98,8 +99,18 @@ def _cv_auc_logistic(x: np.ndarray, y: np.ndarray, folds: int) -> float | None:
     return float(roc_auc_score(y, pred))
 
 
-def fit(rows: Sequence[Row], correct: Sequence[bool]) -> GateModel:
-    """Fit the step's gate model on ``rows`` labelled ``correct``."""
+def fit(
+    rows: Sequence[Row],
+    correct: Sequence[bool],
+    *,
+    signals: Sequence[str] = SIGNALS,
+    numeric: Sequence[str] = NUMERIC,
+) -> GateModel:
+    """Fit the step's gate model on ``rows`` labelled ``correct``.
+
+    ``signals``: the single signals an isotonic fit may use instead of the regression (none:
+    always the regression, as the skip predictor's request features have no such signal);
+    ``numeric``: the features the rows carry."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -107,18 +118,20 @@ def fit(rows: Sequence[Row], correct: Sequence[bool]) -> GateModel:
 
     if len(rows) != len(correct) or not rows:
         raise ValueError("fit needs as many labels as rows, and at least one")
-    enc = Encoder.fit(rows)
+    enc = Encoder.fit(rows, numeric=tuple(numeric))
     y = np.asarray([bool(c) for c in correct], dtype=int)
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if n_pos == 0 or n_neg == 0:
+        if not signals:
+            raise ValueError("fit needs right and wrong labels both where no single signal may stand in")
         return GateModel("signal", enc, {"signal": "mean_logprob"}, {})
     x = np.asarray([enc.vector(r) for r in rows], dtype=float)
-    single = {s: float(roc_auc_score(y, [r.numeric[s] for r in rows])) for s in SIGNALS}
-    best = max(single, key=lambda s: single[s])
+    single = {s: float(roc_auc_score(y, [r.numeric[s] for r in rows])) for s in signals}
     folds = min(5, n_pos, n_neg)
     lr_auc = _cv_auc_logistic(x, y, folds) if folds >= 2 else None
     aucs: dict[str, float | None] = {"logistic": lr_auc, **{f"signal:{k}": v for k, v in single.items()}}
-    if lr_auc is None or single[best] >= lr_auc:
+    best = max(single, key=lambda s: single[s]) if single else None
+    if best is not None and (lr_auc is None or single[best] >= lr_auc):
         iso = IsotonicRegression(out_of_bounds="clip", increasing=True)
         iso.fit([r.numeric[best] for r in rows], y)
         params = {"signal": best, "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}

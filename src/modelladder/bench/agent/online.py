@@ -1,11 +1,13 @@
 """``--online``: items arrive in a fixed shuffled order, as traffic would, and whatever the
 ladder learns from traces is updated every N steps from the traces seen so far.
 
-Nothing in the ladder learns yet (retrieved examples, gate calibration and specialists are
-other issues), so the update is a hook with no learner behind it: :class:`OnlineLearner` calls
-``update(history)`` every ``update_every`` records with exactly the records that came before,
-never a later one (a test holds it to that), and the learning curve is measured over arrival
-order. With nothing learning, the curve is the baseline a learner has to beat.
+:class:`OnlineLearner` calls ``update(history)`` every ``update_every`` records with exactly
+the records that came before, never a later one (a test holds it to that), and the learning
+curve is measured over arrival order. Without ``--learn-gate`` nothing learns and the curve
+is the baseline a learner has to beat; with it, :class:`GateLearner` re-calibrates the step's
+gate and its ex-ante skip from the run's own trace store (labels so far: the checker's on
+accepted answers, the teacher's on escalated ones), which the ladder's ``StoreGate`` applies
+to the steps after it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from modelladder.bench.summary import _ratio
 
-__all__ = ["OnlineLearner", "Update", "learning_curve"]
+__all__ = ["GateLearner", "OnlineLearner", "Update", "learning_curve"]
 
 Update = Callable[[Sequence[Mapping[str, Any]]], None]
 
@@ -34,6 +36,41 @@ class OnlineLearner:
             self.updates += 1
             if self._update is not None:
                 self._update(tuple(self.history))
+
+
+class GateLearner:
+    """The ``update`` of ``--learn-gate``: calibrate step ``key``'s gate (one bound over every
+    tool set the step has had) and its skip predictor from the store; each update is logged in
+    ``events`` (labels seen, certified or not, threshold, share kept on held-out labels)."""
+
+    def __init__(
+        self, store: Any, key: str, *, alpha: float, confidence: float = 0.95, max_lost: float = 0.1
+    ):
+        self.store, self.key = store, key
+        self.alpha, self.confidence, self.max_lost = alpha, confidence, max_lost
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, history: Sequence[Mapping[str, Any]]) -> None:
+        from modelladder.learning import CalibrationError, calibrate_skip, calibrate_step
+
+        event: dict[str, Any] = {"seen": len(history)}
+        try:
+            version, cert = calibrate_step(self.store, self.key, alpha=self.alpha, confidence=self.confidence,
+                                           all_contracts=True)  # fmt: skip
+            event["gate"] = {"version": version, "certified": cert.certified, "threshold": cert.threshold,
+                             "held_out": cert.n_held_out, "kept_share": cert.accept_share,
+                             "labels_needed": cert.labels_needed}  # fmt: skip
+        except CalibrationError as exc:
+            event["gate"] = {"error": str(exc)}
+        try:
+            version, cert = calibrate_skip(
+                self.store, self.key, max_lost=self.max_lost, confidence=self.confidence
+            )
+            event["skip"] = {"version": version, "certified": cert.certified, "threshold": cert.threshold,
+                             "held_out": cert.n_held_out, "skip_share": cert.accept_share}  # fmt: skip
+        except CalibrationError as exc:
+            event["skip"] = {"error": str(exc)}
+        self.events.append(event)
 
 
 def learning_curve(records: Sequence[Mapping[str, Any]], every: int) -> list[dict[str, Any]]:

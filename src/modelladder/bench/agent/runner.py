@@ -82,6 +82,9 @@ class AgentConfig:
     index: str = "bm25"
     max_tools: int | None = None
     history_budget: int | None = None
+    # --learn-gate ALPHA (with --online, ladder mode): the gate and the ex-ante skip are
+    # calibrated from this run's traces every --update-every steps and applied to later steps
+    learn_gate: float | None = None
 
 
 @dataclass
@@ -136,6 +139,15 @@ def validate(cfg: AgentConfig) -> None:
     for name, v in (("--max-tools", cfg.max_tools), ("--history-budget", cfg.history_budget)):
         if v is not None and v < 1:
             raise BenchInputError(f"{name} must be a positive number, not {v}")
+    if cfg.learn_gate is not None:
+        if not 0 < cfg.learn_gate < 1:
+            raise BenchInputError(
+                f"--learn-gate is an accepted-wrong rate within (0, 1), not {cfg.learn_gate}"
+            )
+        if not cfg.online or not cfg.mode.startswith("ladder") or not cfg.record_traces:
+            raise BenchInputError(
+                "--learn-gate needs --online, --mode ladder and traces (it learns from them)"
+            )
     cfg.categories = parse_agent_categories(cfg.categories)
     parse_mode(cfg.mode)
 
@@ -144,7 +156,7 @@ class AgentRunner:
     """Asks the ladder (or one rung) for each step or hop; every attempt goes to the traces."""
 
     def __init__(self, prepared: PreparedFleet, cfg: AgentConfig, *, backends: Mapping[str, Backend] | None,
-                 traces: Any, run_name: str, shaping: Any = None):  # fmt: skip
+                 traces: Any, run_name: str, shaping: Any = None, learned: Any = None):  # fmt: skip
         self.cfg = cfg
         self.kind, rung = parse_mode(cfg.mode)
         self.policy = (
@@ -160,7 +172,8 @@ class AgentRunner:
                 if isinstance(b, AgentReference):
                     self.oracles.append(b)
         self.ladder = Ladder(prepared.fleet, store=None, backends=given,
-                             shaper=shaping.shaper if shaping is not None else None)  # fmt: skip
+                             shaper=shaping.shaper if shaping is not None else None,
+                             gate=learned, skip=learned)  # fmt: skip
         self.traces = traces
         self.run_name = run_name
         self._steps: dict[tuple[str, ...], Step] = {}
@@ -330,9 +343,20 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
         if store is not None:
             store.close()
         raise
+    learned, gate_learner = None, None
+    if cfg.learn_gate is not None and store is not None:
+        from modelladder.bench.agent.online import GateLearner
+        from modelladder.learning import StoreGate
+
+        if any(k == STEP_NAME for k, _, _ in store.step_keys()) and not read_results(cfg.out_dir / RESULTS):
+            store.close()
+            raise BenchInputError(f"--learn-gate learns from this run's traces only, but {store.path} already "
+                                  f"holds runs of step {STEP_NAME!r}; pass --db with a new file")  # fmt: skip
+        learned = StoreGate(store, poll_s=0, drift_s=0)
+        gate_learner = GateLearner(store, STEP_NAME, alpha=cfg.learn_gate)
     runner = AgentRunner(prepared, cfg, backends=backends, run_name=str(run["name"]), shaping=shaping,
-                         traces=_Traces(store, lambda m: con.print(m, markup=False)))  # fmt: skip
-    learner = OnlineLearner(cfg.update_every) if cfg.online else None
+                         traces=_Traces(store, lambda m: con.print(m, markup=False)), learned=learned)  # fmt: skip
+    learner = OnlineLearner(cfg.update_every, update=gate_learner) if cfg.online else None
     path = cfg.out_dir / RESULTS
     done = read_results(path)
     order: list[str] = []
@@ -372,6 +396,12 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
             store.close()
     records = [done[i] for i in order if i in done]
     summary = build_agent_summary(cfg, run, prepared, records, total)
+    if gate_learner is not None and summary.get("online") is not None:
+        summary["online"]["learner"] = {
+            "kind": "gate+skip",
+            "alpha": cfg.learn_gate,
+            "events": gate_learner.events,
+        }
     if shaping is not None:
         summary["shaping"] = {**shaping.info, **shaping_figures(records)}
     (cfg.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -77,6 +77,10 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
         raise FleetError(
             f"rung {rung.name!r}: `prompt_cache_mb` must be a whole number of MiB >= 0 (0 turns the prompt cache off)"
         )
+    if rung.timeout_s is not None and (
+        isinstance(rung.timeout_s, bool) or not isinstance(rung.timeout_s, int | float) or rung.timeout_s <= 0
+    ):
+        raise FleetError(f"rung {rung.name!r}: `timeout_s` must be a number of seconds > 0")
     if not isinstance(rung.params, int) or rung.params <= 0:
         raise FleetError(f"rung {rung.name!r}: `params` must be a positive integer (parameter count)")
     return rung

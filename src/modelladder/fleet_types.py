@@ -119,6 +119,9 @@ class Rung:
     # llamacpp: host RAM (MiB) for saved prompt states of interleaved conversations; 0: off
     prompt_cache_mb: int = 2048
     latency_s: float | None = None  # reference rung: simulated latency
+    # openai rungs: the longest wait for a complete answer (headers and body), in seconds;
+    # None: 60. A step's remaining latency budget shortens it further.
+    timeout_s: float | None = None
     source: str = ""  # where a price/latency figure was taken from
 
     def cost(self, prompt_tokens: int, completion_tokens: int, latency_s: float) -> float:

@@ -20,12 +20,18 @@ __all__ = ["Backend", "BackendError", "Generation", "GenerationParams"]
 
 class BackendError(RuntimeError):
     """A backend could not produce an answer. ``code``: ``unreachable``, ``timeout``,
-    ``model_missing``, ``bad_response``, ``context_overflow``, ``internal``, ``llama_crash`` (the
-    installed llama.cpp dies on this CPU: see :mod:`modelladder.backends.llamacpp_probe`)."""
+    ``model_missing``, ``bad_response`` (malformed, truncated or oversized), ``rate_limited``
+    (HTTP 429), ``server_error`` (HTTP 5xx), ``unauthorized``, ``context_overflow``,
+    ``internal``, ``llama_crash`` (the installed llama.cpp dies on this CPU: see
+    :mod:`modelladder.backends.llamacpp_probe`).
 
-    def __init__(self, code: str, message: str):
+    ``retry_after_s``: how long the endpoint asked us to wait before calling again (its
+    ``Retry-After``), when it said; the ladder honours it (see :mod:`modelladder.ladder.cooldown`)."""
+
+    def __init__(self, code: str, message: str, *, retry_after_s: float | None = None):
         super().__init__(message)
         self.code = code
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)

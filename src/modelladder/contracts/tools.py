@@ -632,8 +632,12 @@ class ToolCalls(Contract):
     def from_openai_message(self, message: dict[str, Any]) -> str:
         """``message["tool_calls"]`` -> canonical text; content only -> a decline, unless the
         content already holds a ``<tool_call>`` block (servers that pass raw text through).
-        Malformed ``arguments`` strings are kept verbatim so ``parse`` reports them."""
+        Malformed ``arguments`` strings are kept verbatim so ``parse`` reports them, and a
+        ``tool_calls`` that is not a list of ``{"function": {...}}`` objects becomes calls without a
+        name (found by tests/contracts/test_contracts_fuzz.py: it used to raise)."""
         tool_calls = message.get("tool_calls") or []
+        if not isinstance(tool_calls, list):  # a malformed endpoint: parse will say what is wrong
+            tool_calls = [tool_calls]
         if not tool_calls:
             content = message.get("content") or ""
             if self.answers and isinstance(content, str) and content.strip():
@@ -641,7 +645,8 @@ class ToolCalls(Contract):
             return content if isinstance(content, str) and OPEN in content else OPEN + "[]" + CLOSE
         parts = []
         for tc in tool_calls:
-            fn = (tc or {}).get("function") or {}
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            fn = fn if isinstance(fn, dict) else {}  # no function object: a call with no name
             args = fn.get("arguments")
             if isinstance(args, str):
                 try:

@@ -29,9 +29,10 @@ from starlette.responses import Response, StreamingResponse
 
 from modelladder.backends.base import Backend, BackendError
 from modelladder.fleet import Fleet, load_fleet
-from modelladder.gateway import errors, queueing, shaping, translate
+from modelladder.gateway import errors, queueing, shaping, traces_api, translate
 from modelladder.gateway.auth import Guard, load_api_keys
 from modelladder.gateway.errors import APIError
+from modelladder.gateway.health import LOSS_REASONS, TraceLosses, cooling_report
 from modelladder.gateway.metrics import Metrics
 from modelladder.gateway.otel import RunTrace, Telemetry, telemetry_for
 from modelladder.gateway.schemas import (
@@ -43,6 +44,7 @@ from modelladder.gateway.schemas import (
     ModelCard,
     ModelList,
 )
+from modelladder.ladder.cooldown import CooldownPolicy
 from modelladder.ladder.runner import BackendFactory, Ladder, derive_episode_id
 from modelladder.traces import TraceStore, TraceStoreError, UnknownRunError
 
@@ -50,7 +52,7 @@ __all__ = ["Gateway", "GatewayConfig", "ROUTES", "create_app"]
 
 log = logging.getLogger("modelladder.gateway")
 
-ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/healthz", "/metrics")
+ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/v1/traces", "/healthz", "/metrics")
 
 
 def _prompt_caches() -> list[tuple[str, dict[str, int]]]:
@@ -79,8 +81,18 @@ class GatewayConfig:
     api_keys: tuple[str, ...] | None = None
     key_file: str | None = None
     preload: bool = False  # load local models at startup instead of on first use
+    # a rung whose endpoint fails this many times in a row is skipped for cooldown_s (doubling
+    # up to cooldown_max_s); 0: only a Retry-After cools it (modelladder.ladder.cooldown)
+    cooldown_after_failures: int = 5
+    cooldown_s: float = 10.0
+    cooldown_max_s: float = 120.0
     # OTLP/HTTP base URL for spans (modelladder.gateway.otel); None: the OTEL_* environment decides
     otlp_endpoint: str | None = None
+
+
+def _tenant(request: Request) -> str | None:
+    """The caller's tenant, set by the Guard (``None``: no keys configured)."""
+    return getattr(request.state, "tenant", None)
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -99,9 +111,10 @@ class Gateway:
     """One gateway: the ladder, its queues and metrics, and the request handlers."""
 
     def __init__(self, ladder: Ladder, store: TraceStore, config: GatewayConfig, owns_store: bool,
-                 telemetry: Telemetry | None = None):  # fmt: skip
+                 telemetry: Telemetry | None = None, losses: TraceLosses | None = None):  # fmt: skip
         self.ladder, self.store, self.config, self.owns_store = ladder, store, config, owns_store
         self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.losses = losses or TraceLosses()
         self.fleet: Fleet = ladder.fleet
         self.queues = queueing.Queues(
             self.fleet.rungs, max_waiting=config.max_waiting, remote_concurrency=config.remote_concurrency
@@ -110,6 +123,8 @@ class Gateway:
         self.metrics = Metrics(
             lambda: [(q.name, q.waiting, q.running) for q in self.queues.all],
             _prompt_caches,
+            rungs=ladder.cooldowns.health,
+            traces_lost=lambda: {r: self.losses.total.get(r, 0) for r in LOSS_REASONS},
             gates=getattr(gate, "status", dict),
             skips=getattr(gate, "skip_status", dict),
             shadow_rates=lambda: {
@@ -126,6 +141,12 @@ class Gateway:
         plan = translate.plan(
             req, self.fleet, max_tokens_limit=cfg.max_tokens_limit, default_max_tokens=cfg.default_max_tokens
         )
+        tenant = _tenant(request)
+        plan.tags.pop(
+            traces_api.TENANT_TAG, None
+        )  # only the Guard names a tenant, never the caller's metadata
+        if tenant is not None:
+            plan.tags[traces_api.TENANT_TAG] = tenant
         spans = self.telemetry.begin(request.headers, req.model)  # None: tracing off
         queue = self.queues.for_rung(plan.entry)
         budget = plan.policy.latency_budget_s
@@ -261,7 +282,8 @@ class Gateway:
         """A finished run as a response: the body (or an SSE replay), or the error."""
         self._count(plan, result, t0, spans)
         if result.outcome != "resolved":
-            raise shaping.unresolved_error(result)
+            cooling = self.ladder.cooldowns.cooling()
+            raise shaping.unresolved_error(result, min(cooling.values()) if cooling else None)
         headers = shaping.headers_for(result)
         if plan.stream:
             headers["cache-control"] = "no-cache"
@@ -282,8 +304,10 @@ class Gateway:
             translate.resolve_model(self.fleet, model_id)  # raises the 404
         return self._card(model_id)
 
-    async def feedback(self, fb: FeedbackRequest) -> dict[str, Any]:
+    async def feedback(self, fb: FeedbackRequest, tenant: str | None = None) -> dict[str, Any]:
         run_id = fb.run_id.removeprefix("chatcmpl-")
+        if tenant is not None:  # another tenant's run is answered as a missing one
+            await anyio.to_thread.run_sync(traces_api.owned, self.store, tenant, run_id)
         try:
             await anyio.to_thread.run_sync(self.store.record_feedback, run_id, fb.success, fb.note)
         except UnknownRunError:
@@ -297,10 +321,16 @@ class Gateway:
         return {"object": "feedback", "run_id": run_id, "success": fb.success}
 
     def health(self) -> dict[str, Any]:
+        """Always 200 while the gateway serves; ``degraded`` while a rung is cooling down or the
+        trace store refuses to record (:mod:`modelladder.gateway.health`)."""
+        cooling = cooling_report(self.ladder.cooldowns)
+        traces = self.losses.report()
         return {
-            "status": "ok",
+            "status": "degraded" if cooling or traces["failing"] else "ok",
             "rungs": [r.name for r in self.fleet.rungs],
             "queues": {q.name: {"waiting": q.waiting, "running": q.running} for q in self.queues.all},
+            "cooling": cooling,
+            "traces": traces,
         }
 
     def preload(self) -> None:
@@ -351,10 +381,12 @@ def create_app(
     store = store if store is not None else TraceStore()
     from modelladder.learning import StoreGate  # the calibrated gate per step, new versions picked up live
 
+    losses = TraceLosses()
+    cooldown = CooldownPolicy(config.cooldown_after_failures, config.cooldown_s, config.cooldown_max_s)
     learned = StoreGate(store)  # the gate and the ex-ante skip, both from the store's calibrations
     ladder = Ladder(fleet, store=store, backends=backends, backend_factory=backend_factory,
-                    gate=learned, skip=learned)  # fmt: skip
-    gw = Gateway(ladder, store, config, owns_store, telemetry)
+                    gate=learned, skip=learned, cooldown=cooldown, on_record=losses)  # fmt: skip
+    gw = Gateway(ladder, store, config, owns_store, telemetry, losses)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -377,9 +409,13 @@ def create_app(
     errors.install(app)
 
     def observe(path: str, status: int) -> None:
-        route = (
-            path if path in ROUTES else ("/v1/models/{model}" if path.startswith("/v1/models/") else "other")
-        )
+        route = path if path in ROUTES else "other"
+        for prefix, template in (
+            ("/v1/models/", "/v1/models/{model}"),
+            ("/v1/traces/", "/v1/traces/{run_id}"),
+        ):
+            if path.startswith(prefix):
+                route = template
         gw.metrics.requests.inc(route, str(status))
 
     app.add_middleware(Guard, keys=keys, max_body_bytes=config.max_body_bytes, observe=observe)
@@ -405,9 +441,25 @@ def create_app(
         return _json(gw.model(model_id))
 
     @app.post("/v1/feedback", response_model=None, responses={200: {"model": FeedbackAck}, **_ERRORS})
-    async def feedback(body: FeedbackRequest) -> Response:
+    async def feedback(body: FeedbackRequest, request: Request) -> Response:
         """Record whether a step's answer worked out for the agent (lands in the trace store)."""
-        return _json(await gw.feedback(body))
+        return _json(await gw.feedback(body, _tenant(request)))
+
+    @app.get("/v1/traces", response_model=None, responses=_ERRORS)
+    async def list_traces(
+        request: Request, limit: int = 20, step: str | None = None, outcome: str | None = None
+    ) -> Response:
+        """The caller's most recent runs (its API key's; every run when no key is configured)."""
+        return _json(
+            await anyio.to_thread.run_sync(
+                traces_api.list_runs, gw.store, _tenant(request), limit, step, outcome
+            )
+        )
+
+    @app.get("/v1/traces/{run_id}", response_model=None, responses=_ERRORS)
+    async def get_trace(run_id: str, request: Request) -> Response:
+        """One of the caller's runs with every attempt (404 for another key's run)."""
+        return _json(await anyio.to_thread.run_sync(traces_api.get_run, gw.store, _tenant(request), run_id))
 
     @app.get("/healthz", response_model=None)
     async def healthz() -> Response:

@@ -9,6 +9,11 @@ Rules: with API keys configured, every ``/v1/*`` request needs ``Authorization: 
 others), whatever address the server was bound to, so an app started by another ASGI
 server on ``0.0.0.0`` is not an open model endpoint. Keys are compared as SHA-256 digests
 in constant time and are never logged or stored; bodies over the limit get 413.
+
+Tenants: each key is a tenant, named by :func:`tenant_id` (a digest prefix of the key, never
+the key), which the Guard puts in ``scope["state"]["tenant"]``; the gateway tags every run
+with it and shows a caller only its own runs (``/v1/traces``, ``/v1/feedback``). Without keys
+there is one tenant, ``None``: every loopback client sees every run.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from fastapi import HTTPException
 
 __all__ = [
     "Guard", "KEYS_ENV", "KEY_FILE_ENV", "Message", "PUBLIC_PATHS", "Receive", "Scope", "Send",
-    "is_loopback", "load_api_keys",
+    "is_loopback", "load_api_keys", "tenant_id",
 ]  # fmt: skip
 
 log = logging.getLogger("modelladder.gateway")
@@ -85,6 +90,17 @@ def _digest(key: str | bytes) -> bytes:
     return hashlib.sha256(key if isinstance(key, bytes) else key.encode()).digest()
 
 
+def tenant_id(key: str | bytes) -> str:
+    """The name runs of this key are tagged with: 12 hex digits of a SHA-256 of a SHA-256 of
+    the key. Stable across restarts and key-file reorderings; the key cannot be read back
+    from it (and what the Guard compares, the single digest, is never stored either)."""
+    return "key-" + hashlib.sha256(_digest(key)).hexdigest()[:12]
+
+
+def _tenant(digest: bytes) -> str:
+    return "key-" + hashlib.sha256(digest).hexdigest()[:12]
+
+
 def _error(status: int, message: str, code: str, kind: str) -> tuple[int, bytes]:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return status, json.dumps(body).encode()
@@ -119,6 +135,7 @@ class Guard:
         return bool(self._digests)
 
     def _check(self, scope: Scope) -> tuple[int, bytes] | None:
+        """``None`` (and the caller's tenant in the scope's state) or the refusal."""
         if scope["path"] in PUBLIC_PATHS:
             return None
         if not self._digests:
@@ -142,6 +159,7 @@ class Guard:
             ok |= hmac.compare_digest(d, presented)
         if not ok:
             return _error(401, "incorrect API key provided", "invalid_api_key", "authentication_error")
+        scope.setdefault("state", {})["tenant"] = _tenant(presented)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

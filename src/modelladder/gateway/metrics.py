@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
+from modelladder.ladder.cooldown import RungHealth
 from modelladder.ladder.outcome import SKIPPED, Attempt
 
 __all__ = ["Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "Metrics", "ReadCounter"]
@@ -171,13 +172,17 @@ class Metrics:
         self,
         queues: Callable[[], Iterable[tuple[str, int, int]]],
         caches: Callable[[], Iterable[tuple[str, dict[str, int]]]] = lambda: (),
+        rungs: Callable[[], Iterable[RungHealth]] = lambda: (),
+        traces_lost: Callable[[], dict[str, int]] = dict,
         gates: Callable[[], dict[str, dict[str, object]]] = dict,
         skips: Callable[[], dict[str, dict[str, object]]] = dict,
         shadow_rates: Callable[[], dict[str, float]] = dict,
     ):
         """``caches``: read at scrape time, ``(model file name, CacheStats.as_dict())`` per
-        resident model; ``gates`` / ``skips``: ``StoreGate.status()`` / ``skip_status()`` (per
-        step key); ``shadow_rates``: the policy's ``shadow_rate`` per configured step."""
+        resident model; ``rungs``: each rung's cool-down state; ``traces_lost``: traces the
+        store refused, by reason; ``gates`` / ``skips``: ``StoreGate.status()`` /
+        ``skip_status()`` (per step key); ``shadow_rates``: the policy's ``shadow_rate`` per
+        configured step (all read at scrape time)."""
         lock = threading.Lock()
         self.requests = Counter("modelladder_http_requests_total", "HTTP requests by route and status.",
                                 ("route", "status"), lock)  # fmt: skip
@@ -212,9 +217,22 @@ class Metrics:
                            lambda: [((n,), float(w)) for n, w, _ in queues()])  # fmt: skip
         self.running = Gauge("modelladder_queue_running", "Requests running, per queue.", ("queue",), lock,
                              lambda: [((n,), float(r)) for n, _, r in queues()])  # fmt: skip
+        cooling = Gauge("modelladder_rung_cooldown_seconds",
+                        "Seconds until a cooled-down rung is tried again (0: it is eligible).", ("rung",), lock,
+                        lambda: [((h.rung,), h.cooling_s) for h in rungs()])  # fmt: skip
+        cooldowns = ReadCounter(
+            "modelladder_rung_cooldowns_total", "Cool-downs started, by rung and the fault that started them.",
+            ("rung", "reason"), lock,
+            lambda: [((h.rung, r), float(n)) for h in rungs() for r, n in sorted(h.cooldowns_total.items())],
+        )  # fmt: skip
+        lost = ReadCounter(
+            "modelladder_traces_lost_total", "Answered runs the trace store refused to record, by reason.",
+            ("reason",), lock, lambda: [((r,), float(n)) for r, n in sorted(traces_lost().items())],
+        )  # fmt: skip
         self._all: list[_Metric] = [
             self.requests, self.request_latency, self.attempt_latency, self.attempts, self.escalations,
             self.contract_failures, self.runs, self.rejections, self.cancelled, self.depth, self.running,
+            cooling, cooldowns, lost,
         ]  # fmt: skip
 
         def per_model(key: str) -> Callable[[], list[tuple[tuple[str, ...], float]]]:

@@ -15,6 +15,7 @@ as ``message.function_call`` (``delta.function_call`` when streamed), see
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
@@ -244,10 +245,12 @@ class LiveStream:
 # -- runs that produced no answer ------------------------------------------------------------
 
 
-def unresolved_error(result: Unresolved) -> APIError:
+def unresolved_error(result: Unresolved, cooling_s: float | None = None) -> APIError:
     """422 when some rung answered and failed the contract (or the confidence gate); 400
-    when the prompt fits no rung; 503 when no rung answered at all (unreachable, missing,
-    timed out)."""
+    when the prompt fits no rung; 429 when no rung answered and one was rate-limited; 503
+    when no rung answered at all (unreachable, timed out, cooling down). ``cooling_s``: how
+    soon the first cooled-down rung is back. A 429 or 503 carries ``Retry-After`` when the
+    upstream's, or the cool-down's, is known."""
     attempts = [
         {
             "rung": a.rung,
@@ -275,7 +278,17 @@ def unresolved_error(result: Unresolved) -> APIError:
             400, f"the messages do not fit the context of any rung: {summary}", code="context_length_exceeded",
             param="messages", headers=headers, extra=extra,
         )  # fmt: skip
+    waits = [a.retry_after_s for a in result.attempts if a.retry_after_s is not None]
+    if cooling_s is not None:
+        waits.append(cooling_s)
+    if waits:
+        headers["retry-after"] = str(max(1, math.ceil(min(waits))))
     why = summary or f"the ladder stopped before any attempt ({result.reason})"
+    if any(a.error == "rate_limited" for a in result.attempts):
+        return APIError(
+            429, f"the upstream rate-limited every rung that could answer: {why}", code="upstream_rate_limited",
+            headers=headers, extra=extra,
+        )  # fmt: skip
     return APIError(
         503, f"no rung is reachable: {why}", code="no_rung_available", headers=headers, extra=extra
     )

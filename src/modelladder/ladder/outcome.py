@@ -109,6 +109,7 @@ class Attempt:
     finish_reason: str | None = None
     error: str | None = None  # backend error code, when the backend raised
     error_detail: str = ""
+    retry_after_s: float | None = None  # the endpoint's Retry-After, when it sent one
     escalation_reason: str | None = None
     accepted: bool = False
     # What the model chose on a tool step ("call" | "answer" | "decline"), valid or not: the

@@ -4,6 +4,7 @@ attempts so far. No models, no clocks, no I/O -- so every branch is tested witho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,14 @@ from modelladder.ladder.outcome import SKIPPED, Attempt
 if TYPE_CHECKING:
     from modelladder.ladder.gate import GateVerdict
 
-__all__ = ["Policy", "Stop", "TryRung", "eligible_rungs", "judge", "may_skip", "next_action", "shadow_rung"]
+__all__ = [
+    "MAX_RETRY_WAIT_S", "Policy", "Stop", "TryRung", "eligible_rungs", "judge", "may_skip", "next_action",
+    "shadow_rung",
+]  # fmt: skip
+
+#: The longest the ladder waits for a rate-limited rung's ``Retry-After`` when the step has no
+#: latency budget (with one, the wait must leave some of the budget for the attempt itself).
+MAX_RETRY_WAIT_S = 10.0
 
 
 def eligible_rungs(policy: Policy, rungs: list[Rung]) -> list[Rung]:
@@ -135,22 +143,34 @@ def may_skip(policy: Policy, rungs: list[Rung], rung: Rung, attempts: list[Attem
 class TryRung:
     rung: Rung
     timeout_s: float | None
+    wait_s: float = 0.0  # sleep this long first: the rung's Retry-After
 
 
 @dataclass(frozen=True)
 class Stop:
-    reason: str  # "exhausted" | "max_attempts" | "latency_budget" | "no_eligible_rung"
+    reason: str  # "exhausted" | "max_attempts" | "latency_budget" | "no_eligible_rung" | "cooling_down"
 
 
 def next_action(
-    policy: Policy, rungs: list[Rung], attempts: list[Attempt], elapsed_s: float
+    policy: Policy,
+    rungs: list[Rung],
+    attempts: list[Attempt],
+    elapsed_s: float,
+    cooling: Mapping[str, float] | None = None,
 ) -> TryRung | Stop:
     """Given the (already judged) attempts so far, what the ladder does next.
 
     The caller accepts an attempt as soon as :func:`judge` passes it, so this is only asked
     after failures. Each rung is tried once: a deterministic small model that failed a
-    contract fails it again.
+    contract fails it again. ``cooling``: rungs cooled down (:mod:`modelladder.ladder.cooldown`),
+    with the seconds each has left; they are skipped.
+
+    Retry-After: when nothing else is left, a rung whose one attempt was rate-limited with a
+    ``Retry-After`` is tried once more after waiting it out, if the wait leaves part of the
+    latency budget (or, without a budget, is at most :data:`MAX_RETRY_WAIT_S`); otherwise the
+    ladder stops rather than wait past the budget, and never calls the rung early.
     """
+    cooling = cooling or {}
     eligible = eligible_rungs(policy, rungs)
     if not eligible:
         return Stop("no_eligible_rung")
@@ -164,6 +184,17 @@ def next_action(
             return Stop("latency_budget")
     tried = {a.rung for a in attempts}
     for rung in eligible:
-        if rung.name not in tried:
+        if rung.name not in tried and rung.name not in cooling:
             return TryRung(rung, remaining)
+    for rung in eligible:
+        mine = [a for a in attempts if a.rung == rung.name]
+        if len(mine) != 1 or mine[0].error != "rate_limited" or mine[0].retry_after_s is None:
+            continue
+        wait = max(cooling.get(rung.name, 0.0), 0.0)
+        if remaining is None and wait <= MAX_RETRY_WAIT_S:
+            return TryRung(rung, None, wait_s=wait)
+        if remaining is not None and wait < remaining:
+            return TryRung(rung, remaining - wait, wait_s=wait)
+    if any(r.name in cooling and r.name not in tried for r in eligible):
+        return Stop("cooling_down")
     return Stop("exhausted")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from modelladder.backends.base import Backend, BackendError, GenerationParams
 from modelladder.contracts.base import Verdict
 from modelladder.contracts.tools import ANSWER_STRING_CAP, ToolCalls
+from modelladder.ladder.cooldown import CooldownPolicy, Cooldowns
 from modelladder.ladder.gate import Gate, GateVerdict, SkipPredictor
 from modelladder.ladder.keys import step_key
 from modelladder.ladder.loops import LOOP_REASON, repeated_calls, turn_position
@@ -39,10 +40,16 @@ from modelladder.ladder.step import Step
 if TYPE_CHECKING:
     from modelladder.fleet_types import Fleet, Rung
 
-__all__ = ["AttemptHook", "BackendFactory", "Ladder", "TraceSink", "derive_episode_id", "validate_messages"]
+__all__ = [
+    "AttemptHook", "BackendFactory", "Ladder", "RecordHook", "TraceSink", "derive_episode_id",
+    "validate_messages",
+]  # fmt: skip
 
 BackendFactory = Callable[["Rung"], Backend]
 AttemptHook = Callable[[Attempt], None]
+# (the finished run, None or why the sink refused it), after every record: the caller decides
+# what a lost trace means
+RecordHook = Callable[[StepResult, "Exception | None"], None]
 TextHook = Callable[[str, str], None]  # (rung name, new free text): live streaming
 log = logging.getLogger("modelladder.ladder")
 
@@ -133,6 +140,13 @@ class Ladder:
     ``gate`` judges contract-passing attempts; ``skip`` may pass over an edge rung before it
     runs (:class:`~modelladder.ladder.gate.SkipPredictor`); ``shaper`` changes what an edge
     rung sees. All three come from :mod:`modelladder.learning` through these seams.
+
+    ``cooldown``: when a rung's endpoint keeps failing it is skipped for a while
+    (:mod:`modelladder.ladder.cooldown`; default: only for a ``Retry-After``, so a script or a
+    benchmark sees every fault); ``cooldowns`` holds that state. ``on_record``:
+    called after every ``store.record`` with ``None`` or the exception it raised; without
+    it the error propagates (a library caller sees it), with it the run's result is returned
+    all the same (the gateway keeps answering and counts the lost trace). ``sleep``: how the ladder waits out a ``Retry-After``.
     """
 
     def __init__(
@@ -145,6 +159,9 @@ class Ladder:
         clock: Callable[[], float] = time.perf_counter,
         gate: Gate | None = None,
         shaper: Shaper | None = None,
+        cooldown: CooldownPolicy | None = None,
+        on_record: RecordHook | None = None,
+        sleep: Callable[[float], None] = time.sleep,
         skip: SkipPredictor | None = None,
     ):
         if fleet is None:
@@ -158,6 +175,11 @@ class Ladder:
         self._clock = clock
         self.gate = gate
         self.shaper = shaper
+        # a library ladder (a script, a benchmark) only honours Retry-After; the gateway also cools
+        # a rung after repeated faults (GatewayConfig.cooldown_after_failures)
+        self.cooldowns = Cooldowns(cooldown or CooldownPolicy(after_failures=0), clock)
+        self.on_record = on_record
+        self._sleep = sleep
         self.skip = skip
         self._fleet_digest = _digest([asdict(r) for r in fleet.rungs])
         self._shadow_pool: ThreadPoolExecutor | None = None
@@ -227,7 +249,7 @@ class Ladder:
         shape = _ShapeContext(key, pol, run_id, common["episode_id"])
 
         while True:
-            action = next_action(pol, rungs, attempts, self._clock() - start)
+            action = next_action(pol, rungs, attempts, self._clock() - start, self.cooldowns.cooling())
             if isinstance(action, Stop):
                 forced = self._loop_fallback(step, prompt, attempts, base_params, pol, on_attempt, action,
                                              self._clock() - start, on_text, gate_versions, shape)  # fmt: skip
@@ -243,6 +265,8 @@ class Ladder:
             if self._skipped(step, prompt, rungs, action.rung, attempts, pol, shape, contract, on_attempt,
                              skip_versions):  # fmt: skip
                 continue
+            if action.wait_s > 0:  # the rung's Retry-After, within the budget (policy.next_action)
+                self._sleep(action.wait_s)
             attempt = self._judged(step, prompt, action.rung, attempts, base_params, action.timeout_s, pol, on_attempt,
                                    on_text, gate_versions, shape)  # fmt: skip
             if attempt.accepted:
@@ -259,7 +283,15 @@ class Ladder:
             decided_by["skip_version"] = skip_versions[-1]
         result.config_digest = _digest(decided_by)
         if self.store is not None:
-            self.store.record(result)
+            try:
+                self.store.record(result)
+            except Exception as exc:
+                if self.on_record is None:
+                    raise
+                self.on_record(result, exc)
+                return result  # no shadow check: it would label a run that is not there
+            if self.on_record is not None:
+                self.on_record(result, None)
             if isinstance(result, Resolved):
                 self._maybe_shadow(step, prompt, rungs, pol, result, base_params)
         return result
@@ -452,13 +484,16 @@ class Ladder:
             gen = self.backend(rung).generate(shown, contract, params)
         except BackendError as exc:
             attempt.error, attempt.error_detail = exc.code, str(exc)
+            attempt.retry_after_s = exc.retry_after_s
             attempt.latency_s = self._clock() - t0
             attempt.cost_usd = rung.cost(0, 0, attempt.latency_s)
+            self.cooldowns.observe(rung.name, exc.code, exc.retry_after_s)
             return attempt
         except Exception as exc:  # a crashing backend escalates like any other failure
             attempt.error, attempt.error_detail = "internal", f"{type(exc).__name__}: {exc}"
             attempt.latency_s = self._clock() - t0
             return attempt
+        self.cooldowns.observe(rung.name, None)
         attempt.text = gen.text
         attempt.prompt_tokens = gen.prompt_tokens
         attempt.completion_tokens = gen.completion_tokens

@@ -45,6 +45,7 @@ async function recordingFetch(url, init) {
     keys: body ? Object.keys(body).sort() : [],
     run_id: res.headers.get("x-modelladder-run-id"),
     ignored: res.headers.get("x-modelladder-ignored"),
+    streamed: res.headers.get("x-modelladder-streamed"), // "live", or buffered then replayed
   });
   return res;
 }

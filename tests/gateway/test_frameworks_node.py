@@ -29,9 +29,17 @@ from modelladder.traces.records import RunRecord
 from tests.support.framework_server import otlp, runs_total, serve_home, server  # noqa: F401 (fixtures)
 from tests.support.otlp import OtlpReceiver
 
-pytestmark = [pytest.mark.model, pytest.mark.server]
-
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+NODE = shutil.which("node")
+
+# skipped before the server starts (a module-scoped fixture would start first)
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.server,
+    pytest.mark.skipif(NODE is None, reason="node is not on PATH (the Vercel AI SDK test needs Node.js >= 20)"),
+    pytest.mark.skipif(not (NODE_DIR / "node_modules" / "ai").is_dir(),
+                       reason="tests/node/node_modules is missing: run `npm ci --prefix tests/node`"),
+]  # fmt: skip
 
 # (prompt, what a right answer carries, how the SDK runs it); kept small: a hop takes seconds
 PROMPTS = [
@@ -39,15 +47,6 @@ PROMPTS = [
     ("What is 12 plus 30?", "42", "generate"),
     ("What's the weather in Tokyo?", "22", "stream"),
 ]
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH (the Vercel AI SDK test needs Node.js >= 20)")
-    if not (NODE_DIR / "node_modules" / "ai").is_dir():
-        pytest.skip("tests/node/node_modules is missing: run `npm ci --prefix tests/node`")
-    return node
 
 
 def _wire(output: Any) -> str:
@@ -112,13 +111,13 @@ def _check_spans(runs: list[RunRecord], receiver: OtlpReceiver) -> None:
 
 
 def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpReceiver) -> None:  # noqa: F811
-    node = _node()
+    assert NODE is not None
     store = TraceStore(serve_home / "traces.sqlite")
     try:
         before_ids = {r.run_id for r in store.list_runs(limit=None)}
         before = runs_total(server)
         spec = [{"prompt": p, "mode": m} for p, _, m in PROMPTS]
-        proc = subprocess.run([node, str(NODE_DIR / "agent.mjs"), server, json.dumps(spec)],
+        proc = subprocess.run([NODE, str(NODE_DIR / "agent.mjs"), server, json.dumps(spec)],
                               capture_output=True, text=True, timeout=1800)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout)
@@ -148,8 +147,10 @@ def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpRecei
         rows.append((correct, len(steps)))
         calls = [f"{c['name']}({json.dumps(c['input'])})" for s in steps for c in s["tool_calls"]]
         streamed = [q["streamed"] for q in res["requests"]] if mode == "stream" else "-"
+        attempts = [[f"{a.rung}:{a.decision or ''}{'' if a.accepted else '!' + str(a.verdict_reason or a.error)}"
+                     for a in runs[q["run_id"]].attempts] for q in res["requests"]]  # fmt: skip
         print(f"vercel-ai-{mode}: {prompt!r} -> {res['text'][:80]!r} ({len(steps)} hops, calls {calls}, "
-              f"{res.get('text_deltas', '-')} text deltas, x-modelladder-streamed {streamed})")  # fmt: skip
+              f"{res.get('text_deltas', '-')} text deltas, x-modelladder-streamed {streamed}, attempts {attempts})")  # fmt: skip
     _check_spans(list(runs.values()), otlp)
     correct = sum(c for c, _ in rows)
     print(f"SUMMARY vercel-ai-sdk: ended {len(rows)}/{len(rows)}, correct {correct}/{len(rows)}, "

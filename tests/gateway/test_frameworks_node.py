@@ -147,7 +147,7 @@ def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpRecei
         rows.append((correct, len(steps)))
         calls = [f"{c['name']}({json.dumps(c['input'])})" for s in steps for c in s["tool_calls"]]
         streamed = [q["streamed"] for q in res["requests"]] if mode == "stream" else "-"
-        attempts = [[f"{a.rung}:{a.decision or ''}{'' if a.accepted else '!' + str(a.verdict_reason or a.error)}"
+        attempts = [[f"{a.rung}:{a.decision or ''}{'' if a.accepted else '!' + str(a.escalation_reason or a.verdict_reason or a.error)}"
                      for a in runs[q["run_id"]].attempts] for q in res["requests"]]  # fmt: skip
         print(f"vercel-ai-{mode}: {prompt!r} -> {res['text'][:80]!r} ({len(steps)} hops, calls {calls}, "
               f"{res.get('text_deltas', '-')} text deltas, x-modelladder-streamed {streamed}, attempts {attempts})")  # fmt: skip

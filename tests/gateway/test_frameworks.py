@@ -15,24 +15,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import BaseModel
 
 from modelladder.traces import TraceStore
 from modelladder.traces.records import RunRecord
-from tests.support.otlp import OtlpReceiver, otlp_receiver
+from tests.support.framework_server import runs_total
+from tests.support.otlp import OtlpReceiver
 
 # The frameworks' own HTTP clients and event loops (the Agents SDK's and pydantic-ai's
 # run_sync) leave sockets and async generators for the garbage collector; those
@@ -85,60 +80,7 @@ class Answer(BaseModel):
     answer: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def serve_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MODELLADDER_HOME of the server: its trace store is ``traces.sqlite`` there."""
-    return tmp_path_factory.mktemp("serve")
-
-
-@pytest.fixture(scope="module")
-def otlp() -> Iterator[OtlpReceiver]:
-    """Where the server sends its spans."""
-    with otlp_receiver() as rec:
-        yield rec
-
-
-@pytest.fixture(scope="module")
-def server(serve_home: Path, otlp: OtlpReceiver) -> Iterator[str]:
-    home = serve_home
-    port = _free_port()
-    exe = Path(sys.executable).with_name("modelladder")
-    env = {**os.environ, "MODELLADDER_HOME": str(home), "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
-           "OTEL_BSP_SCHEDULE_DELAY": "200"}  # fmt: skip
-    env.pop("MODELLADDER_FLEET", None)
-    log = open(home / "serve.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--log-level", "warning"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(
-                    f"modelladder serve did not start: {(home / 'serve.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def _runs(base: str) -> int:
-    text = httpx.get(base + "/metrics").text
-    return int(sum(float(v) for v in re.findall(r"^modelladder_runs_total\{[^}]*\} (\S+)$", text, re.M)))
+_runs = runs_total
 
 
 def _score(name: str, base: str, agent: Callable[[str], str]) -> list[tuple[bool, int]]:

@@ -26,7 +26,7 @@ import pytest
 
 from modelladder.traces import TraceStore
 from modelladder.traces.records import RunRecord
-from tests.support.framework_server import otlp, runs_total, serve_home, server  # noqa: F401 (fixtures)
+from tests.support.framework_server import runs_total
 from tests.support.otlp import OtlpReceiver
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
@@ -110,7 +110,7 @@ def _check_spans(runs: list[RunRecord], receiver: OtlpReceiver) -> None:
         assert root.attributes["modelladder.outcome"] == run.outcome
 
 
-def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpReceiver) -> None:  # noqa: F811
+def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpReceiver) -> None:
     assert NODE is not None
     store = TraceStore(serve_home / "traces.sqlite")
     try:

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from modelladder.traces import TraceStore
 from modelladder.traces.records import RunRecord
-from tests.support.framework_server import runs_total
+from tests.support.framework_server import check_spans, runs_total
 from tests.support.otlp import OtlpReceiver
 
 # The frameworks' own HTTP clients and event loops (the Agents SDK's and pydantic-ai's
@@ -280,19 +280,7 @@ def _check_traces(name: str, runs: list[RunRecord], otlp: OtlpReceiver, tool_res
                 assert m["content"] == str(RUN[tool](**args)), (name, m, tool, args)
                 results += 1
     assert results >= 1 or not tool_results, f"{name}: no hop carried a tool result: the tools never ran"
-    ids = {r.run_id for r in runs}
-    spans = otlp.wait_until(lambda got: ids <= {s.attributes.get("modelladder.run_id") for s in got if s.kind == 2},
-                            f"a span for each of {len(ids)} runs")  # fmt: skip
-    for run in runs:
-        (root,) = [s for s in spans if s.kind == 2 and s.attributes["modelladder.run_id"] == run.run_id]
-        children = sorted((s for s in spans if s.parent_span_id == root.span_id),
-                          key=lambda s: s.attributes["modelladder.attempt.index"])  # fmt: skip
-        assert [c.attributes["modelladder.rung"] for c in children] == [a.rung for a in run.attempts]
-        assert [c.attributes["gen_ai.usage.input_tokens"] for c in children] == [
-            a.prompt_tokens for a in run.attempts
-        ]
-        assert all(c.kind == 1 and c.attributes["gen_ai.provider.name"] == "llama.cpp" for c in children)
-        assert root.attributes["modelladder.outcome"] == run.outcome
+    check_spans(runs, otlp)
     print(f"TRACES {name}: {len(runs)} runs, {sum(len(r.attempts) for r in runs)} attempts, "
           f"{results} tool results checked, spans matched")  # fmt: skip
 

@@ -26,7 +26,7 @@ import pytest
 
 from modelladder.traces import TraceStore
 from modelladder.traces.records import RunRecord
-from tests.support.framework_server import runs_total
+from tests.support.framework_server import check_spans, runs_total
 from tests.support.otlp import OtlpReceiver
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
@@ -97,19 +97,6 @@ def _check_hops(res: dict[str, Any], runs: dict[str, RunRecord]) -> None:
         assert step["usage"] == usage, (prompt, k, step["usage"], usage)
 
 
-def _check_spans(runs: list[RunRecord], receiver: OtlpReceiver) -> None:
-    """Each run is a span with one child per recorded attempt (as test_frameworks.py checks)."""
-    ids = {r.run_id for r in runs}
-    spans = receiver.wait_until(lambda got: ids <= {s.attributes.get("modelladder.run_id") for s in got if s.kind == 2},
-                            f"a span for each of {len(ids)} runs")  # fmt: skip
-    for run in runs:
-        (root,) = [s for s in spans if s.kind == 2 and s.attributes["modelladder.run_id"] == run.run_id]
-        children = sorted((s for s in spans if s.parent_span_id == root.span_id),
-                          key=lambda s: s.attributes["modelladder.attempt.index"])  # fmt: skip
-        assert [c.attributes["modelladder.rung"] for c in children] == [a.rung for a in run.attempts]
-        assert root.attributes["modelladder.outcome"] == run.outcome
-
-
 def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpReceiver) -> None:
     assert NODE is not None
     store = TraceStore(serve_home / "traces.sqlite")
@@ -151,7 +138,7 @@ def test_vercel_ai_sdk_tool_agent(server: str, serve_home: Path, otlp: OtlpRecei
                      for a in runs[q["run_id"]].attempts] for q in res["requests"]]  # fmt: skip
         print(f"vercel-ai-{mode}: {prompt!r} -> {res['text'][:80]!r} ({len(steps)} hops, calls {calls}, "
               f"{res.get('text_deltas', '-')} text deltas, x-modelladder-streamed {streamed}, attempts {attempts})")  # fmt: skip
-    _check_spans(list(runs.values()), otlp)
+    check_spans(list(runs.values()), otlp)
     correct = sum(c for c, _ in rows)
     print(f"SUMMARY vercel-ai-sdk: ended {len(rows)}/{len(rows)}, correct {correct}/{len(rows)}, "
           f"hops {[h for _, h in rows]}")  # fmt: skip

@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelladder.traces.records import RunRecord
 from tests.support.models import free_port
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 
-__all__ = ["otlp", "runs_total", "serve_home", "server"]
+__all__ = ["check_spans", "otlp", "runs_total", "serve_home", "server"]
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,21 @@ def runs_total(base: str) -> int:
     """How many runs the server has counted (``modelladder_runs_total``, every label)."""
     text = httpx.get(base + "/metrics").text
     return int(sum(float(v) for v in re.findall(r"^modelladder_runs_total\{[^}]*\} (\S+)$", text, re.M)))
+
+
+def check_spans(runs: list[RunRecord], receiver: OtlpReceiver) -> None:
+    """Each stored run is one SERVER span with one child per recorded attempt, in order: the
+    same rung, the same prompt tokens, in-process (INTERNAL, llama.cpp), the same outcome."""
+    ids = {r.run_id for r in runs}
+    spans = receiver.wait_until(lambda got: ids <= {s.attributes.get("modelladder.run_id") for s in got if s.kind == 2},
+                                f"a span for each of {len(ids)} runs")  # fmt: skip
+    for run in runs:
+        (root,) = [s for s in spans if s.kind == 2 and s.attributes["modelladder.run_id"] == run.run_id]
+        children = sorted((s for s in spans if s.parent_span_id == root.span_id),
+                          key=lambda s: s.attributes["modelladder.attempt.index"])  # fmt: skip
+        assert [c.attributes["modelladder.rung"] for c in children] == [a.rung for a in run.attempts]
+        assert [c.attributes["gen_ai.usage.input_tokens"] for c in children] == [
+            a.prompt_tokens for a in run.attempts
+        ]
+        assert all(c.kind == 1 and c.attributes["gen_ai.provider.name"] == "llama.cpp" for c in children)
+        assert root.attributes["modelladder.outcome"] == run.outcome

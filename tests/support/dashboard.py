@@ -12,12 +12,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from modelladder.contracts import JsonSchema
 from modelladder.fleet import Fleet, parse_fleet
+from modelladder.gateway.auth import tenant_id
+from modelladder.ladder import Ladder, Step
+from modelladder.traces import TraceStore
 from tests.support.gateway import PERSON, directive, scripted
 
 KEY_A, KEY_B = "sk-dash-tenant-a-0123456789", "sk-dash-tenant-b-9876543210"
@@ -101,6 +106,26 @@ def send_traffic(base: str) -> Traffic:
     _feedback(base, KEY_A, a_big[0], False)  # the newest label is in force: wrong
     _feedback(base, KEY_B, t.by_kind[KEY_B, "b"][0], False)
     return t
+
+
+def record_history(store: TraceStore, hours: int = 24) -> int:
+    """Tenant A's step ``triage`` over the past ``hours``: the real Ladder over the scripted
+    rungs, each result recorded an hour apart (the gateway stamps runs with the current time, so
+    a history has to be written with ``created_at``). Early on most runs escalate, later the
+    edge answers more of them: the shape edge share over time takes as a gate learns."""
+    ladder = Ladder(priced_fleet(), backends=backends())
+    step = Step("triage", contract=JsonSchema(PERSON))
+    start = datetime.now(UTC) - timedelta(hours=hours)
+    n = 0
+    for h in range(hours):
+        for k in range(4):
+            failing = k < max(0, 3 - h // 6)  # 3, 2, 1, 0 failing runs per hour, every 6 hours
+            script = {"tiny": "nope", "small": {"error": "timeout"}} if failing else {}
+            text = (directive(**script) if script else "") + f" triage {h}.{k}"
+            result = ladder.run(step, [{"role": "user", "content": text}], tags={"tenant": tenant_id(KEY_A)})
+            store.record(result, created_at=start + timedelta(hours=h, minutes=10 * k))
+            n += 1
+    return n
 
 
 def chromium() -> str | None:

@@ -46,7 +46,7 @@ __all__ = [
 DEFAULT_LIMIT = 5000
 # bucket widths for edge share over time, the smallest giving at most MAX_BUCKETS buckets
 _WIDTHS_S = (60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
-MAX_BUCKETS = 24
+MAX_BUCKETS = 48
 
 Pricer = Callable[[int, int, float], float]  # (prompt_tokens, completion_tokens, latency_s) -> USD
 

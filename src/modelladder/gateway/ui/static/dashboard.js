@@ -67,7 +67,11 @@ function basis(f) {
   return 'on ' + f.rung + ': ' + parts.join(', ');
 }
 
-function windowNote(w) {
+function windowNote(w, stepRuns) {
+  if (stepRuns !== undefined) {
+    const of = w.truncated ? ' among the newest ' + w.runs + ' of ' + w.total + ' runs' : ' of the ' + w.total + ' runs';
+    return el('p', { class: 'sub', 'data-window': String(w.runs), text: stepRuns + ' runs of this step' + of + ' you can see.' });
+  }
   const txt = w.truncated
     ? 'Figures over the newest ' + w.runs + ' of ' + w.total + ' runs (the dashboard reads at most ' + w.limit + ').'
     : 'Figures over all ' + w.total + ' runs you can see.';
@@ -91,7 +95,7 @@ function edgeOverTime(series) {
     'data-chart': 'edge-share', role: 'img' });
   root.append(svg('title', {}, 'Edge share over time'));
   const maxRuns = Math.max(1, ...buckets.map((b) => b.runs));
-  const pw = W - L - R, ph = H - T - B, bw = pw / Math.max(1, buckets.length);
+  const pw = W - L - R, ph = H - T - B, bw = Math.min(48, pw / Math.max(1, buckets.length));
   for (const f of [0, 0.25, 0.5, 0.75, 1]) {
     const y = T + ph * (1 - f);
     root.append(svg('line', { class: 'grid', x1: L, x2: W - R, y1: y, y2: y }));
@@ -116,7 +120,7 @@ function edgeOverTime(series) {
   root.append(svg('line', { class: 'axis', x1: L, x2: W - R, y1: T + ph, y2: T + ph }));
   const label = (i) => fmt.time(buckets[i].start).slice(5, 16);
   root.append(svg('text', { x: L, y: T + ph + 14 }, label(0)));
-  if (buckets.length > 1) root.append(svg('text', { x: W - R, y: T + ph + 14, 'text-anchor': 'end' }, label(buckets.length - 1)));
+  if (buckets.length > 1) root.append(svg('text', { x: L + buckets.length * bw, y: T + ph + 14, 'text-anchor': 'end' }, label(buckets.length - 1)));
   return root;
 }
 
@@ -183,7 +187,7 @@ async function viewStep(app, key) {
   document.getElementById('crumbs').textContent = '/ step ' + s.key;
   const wrongCi = s.accepted_wrong_ci95 ? '95% CI ' + fmt.pct(s.accepted_wrong_ci95[0]) + '–' + fmt.pct(s.accepted_wrong_ci95[1]) : 'label answers to estimate it';
   app.replaceChildren(
-    el('h1', { text: 'Step ' + s.key }), windowNote(s.window),
+    el('h1', { text: 'Step ' + s.key }), windowNote(s.window, s.runs),
     el('div', { class: 'cards' },
       card('runs', String(s.runs), s.resolved + ' resolved', 'runs'),
       card('edge share', fmt.pct(s.edge_share), s.edge_runs + ' of ' + s.runs + ' runs on the edge', 'edge-share', 'good'),

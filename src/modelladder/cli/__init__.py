@@ -24,7 +24,16 @@ def _register() -> None:
     # Imported for their side effect of adding commands to `main`.
     import modelladder.cli.bench_agent_cmd  # noqa: F401  (adds `bench agent` to bench_cmd's group)
     import modelladder.cli.examples_cmd  # noqa: F401  (adds `examples`)
-    from modelladder.cli import bench_cmd, demo_cmd, distill_cmd, doctor_cmd, gate_cmd, serve_cmd, traces_cmd  # noqa: F401
+    from modelladder.cli import (  # noqa: F401
+        bench_cmd,
+        demo_cmd,
+        distill_cmd,
+        doctor_cmd,
+        gate_cmd,
+        serve_cmd,
+        traces_cmd,
+        ui_cmd,
+    )
 
 
 _register()

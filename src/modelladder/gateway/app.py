@@ -29,8 +29,8 @@ from starlette.responses import Response, StreamingResponse
 
 from modelladder.backends.base import Backend, BackendError
 from modelladder.fleet import Fleet, load_fleet
-from modelladder.gateway import errors, queueing, shaping, traces_api, translate
-from modelladder.gateway.auth import Guard, load_api_keys
+from modelladder.gateway import errors, queueing, shaping, traces_api, translate, ui
+from modelladder.gateway.auth import Guard, key_checker, load_api_keys
 from modelladder.gateway.errors import APIError
 from modelladder.gateway.health import LOSS_REASONS, TraceLosses, cooling_report
 from modelladder.gateway.metrics import Metrics
@@ -413,12 +413,17 @@ def create_app(
         for prefix, template in (
             ("/v1/models/", "/v1/models/{model}"),
             ("/v1/traces/", "/v1/traces/{run_id}"),
+            ("/ui", "/ui"),
         ):
             if path.startswith(prefix):
                 route = template
         gw.metrics.requests.inc(route, str(status))
 
     app.add_middleware(Guard, keys=keys, max_body_bytes=config.max_body_bytes, observe=observe)
+    # the dashboard (/ui): "frontier-only" prices the same runs on the fleet's largest rung
+    largest = max(fleet.rungs, key=lambda r: r.params)
+    ui.install(app, ui.Dashboard(store, ui.Frontier(largest.name, largest.cost),
+                                 key_checker(keys) if keys else None))  # fmt: skip
 
     @app.post(
         "/v1/chat/completions",

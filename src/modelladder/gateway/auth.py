@@ -10,6 +10,13 @@ others), whatever address the server was bound to, so an app started by another 
 server on ``0.0.0.0`` is not an open model endpoint. Keys are compared as SHA-256 digests
 in constant time and are never logged or stored; bodies over the limit get 413.
 
+The dashboard (``/ui``, :mod:`modelladder.gateway.ui`): a browser cannot send a header when it
+follows a link, so under ``/ui`` the key may also come from the ``modelladder_key`` cookie that
+the dashboard's login form sets (HttpOnly, SameSite=Strict, Path=/ui: never sent to ``/v1``,
+never readable by the page's script, never sent by another site). The login form and the static
+files (no data in them) are public; a dashboard page without a key is redirected to the form,
+its JSON API answers 401 like ``/v1``.
+
 Tenants: each key is a tenant, named by :func:`tenant_id` (a digest prefix of the key, never
 the key), which the Guard puts in ``scope["state"]["tenant"]``; the gateway tags every run
 with it and shows a caller only its own runs (``/v1/traces``, ``/v1/feedback``). Without keys
@@ -33,7 +40,7 @@ from fastapi import HTTPException
 
 __all__ = [
     "Guard", "KEYS_ENV", "KEY_FILE_ENV", "Message", "PUBLIC_PATHS", "Receive", "Scope", "Send",
-    "is_loopback", "load_api_keys", "tenant_id",
+    "UI_COOKIE", "is_loopback", "key_checker", "load_api_keys", "tenant_id",
 ]  # fmt: skip
 
 log = logging.getLogger("modelladder.gateway")
@@ -43,6 +50,11 @@ KEY_FILE_ENV = "MODELLADDER_API_KEY_FILE"
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
+
+UI_PREFIX = "/ui"
+UI_COOKIE = "modelladder_key"
+UI_LOGIN = "/ui/login"
+_UI_PUBLIC_PREFIX = "/ui/static/"
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -101,6 +113,42 @@ def _tenant(digest: bytes) -> str:
     return "key-" + hashlib.sha256(digest).hexdigest()[:12]
 
 
+def key_checker(keys: Iterable[str]) -> Callable[[str], bool]:
+    """Whether a presented key is one of ``keys`` (digests compared in constant time): the
+    dashboard's login form checks a key with the Guard's own rule before setting its cookie."""
+    digests = [_digest(k) for k in keys]
+
+    def check(presented: str) -> bool:
+        d = _digest(presented.strip())
+        ok = False
+        for known in digests:
+            ok |= hmac.compare_digest(known, d)
+        return ok and bool(presented.strip())
+
+    return check
+
+
+def _is_ui(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+
+
+def _ui_public(path: str) -> bool:
+    return path == UI_LOGIN or path.startswith(_UI_PUBLIC_PREFIX)
+
+
+def _cookie(scope: Scope, name: str) -> bytes:
+    """One cookie's value from the request headers (percent-decoded), ``b""`` if absent."""
+    from urllib.parse import unquote_to_bytes
+
+    for header, value in scope.get("headers", ()):
+        if header == b"cookie":
+            for part in value.split(b";"):
+                k, _, v = part.strip().partition(b"=")
+                if k == name.encode():
+                    return unquote_to_bytes(v.strip(b'"'))
+    return b""
+
+
 def _error(status: int, message: str, code: str, kind: str) -> tuple[int, bytes]:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return status, json.dumps(body).encode()
@@ -136,7 +184,8 @@ class Guard:
 
     def _check(self, scope: Scope) -> tuple[int, bytes] | None:
         """``None`` (and the caller's tenant in the scope's state) or the refusal."""
-        if scope["path"] in PUBLIC_PATHS:
+        path = scope["path"]
+        if path in PUBLIC_PATHS or _ui_public(path):
             return None
         if not self._digests:
             client = scope.get("client")
@@ -150,6 +199,8 @@ class Guard:
                 auth = value
                 break
         scheme, _, token = auth.partition(b" ")
+        if not auth and _is_ui(path):  # the dashboard's login cookie (see the module docstring)
+            scheme, token = b"bearer", _cookie(scope, UI_COOKIE)
         if scheme.lower() != b"bearer" or not token.strip():
             return _error(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key",
                           "authentication_error")  # fmt: skip
@@ -178,9 +229,15 @@ class Guard:
                         refused = self._too_large()
                     break
         if refused is not None:
+            path = scope["path"]
+            if refused[0] == 401 and _is_ui(path) and not path.startswith(UI_PREFIX + "/api/"):
+                refused = (303, b"")  # a dashboard page: to the login form instead of a JSON 401
             if self.observe is not None:
-                self.observe(scope["path"], refused[0])
-            await _send_error(send, *refused)
+                self.observe(path, refused[0])
+            if refused[0] == 303:
+                await _send_redirect(send, UI_LOGIN)
+            else:
+                await _send_error(send, *refused)
             return
         await self._limited(scope, receive, send)
 
@@ -223,3 +280,9 @@ async def _send_error(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b""})

@@ -20,11 +20,11 @@ import pytest
 from modelladder.gateway.server import BackgroundServer
 from modelladder.gateway.ui import dashboard_app
 from modelladder.traces import TraceStore
+from tests.support.bench import chromium
 from tests.support.dashboard import (
     KEY_A,
     KEY_B,
     backends,
-    chromium,
     dump_dom,
     priced_fleet,
     record_history,

@@ -9,7 +9,6 @@ reasons, feedback labels), so the tests make those records the way production do
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -126,15 +125,6 @@ def record_history(store: TraceStore, hours: int = 24) -> int:
             store.record(result, created_at=start + timedelta(hours=h, minutes=10 * k))
             n += 1
     return n
-
-
-def chromium() -> str | None:
-    """A headless-capable Chromium on PATH, or ``None`` (the browser test then skips)."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def browser_flags(profile: Path, size: str = "1280,1800") -> list[str]:

@@ -352,11 +352,34 @@ def main() -> None:
         targets.append(start("litellm", [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(lport),
                                          "--num_workers", "1"],
                              f"http://127.0.0.1:{lport}/v1", "mock", tmp, env))  # fmt: skip
+        sdk = upstream_sdk_cost(mock)
         asyncio.run(measure(targets, args))
     finally:
         for t in targets:
             stop(t)
-    report(targets, args, exe, load_before)
+    report(targets, args, exe, load_before, sdk)
+
+
+def upstream_sdk_cost(mock: Target, n: int = 500) -> dict[str, float]:
+    """What the gateway's upstream hop alone costs: the openai SDK (as the ``openai`` backend uses it),
+    serial, in this process, to the mock: wall and client CPU per call."""
+    from openai import OpenAI
+
+    oai = OpenAI(base_url=mock.url, api_key="sk-mock", max_retries=0)
+    for _ in range(50):
+        oai.chat.completions.create(model="mock", messages=MESSAGES, max_tokens=16)  # type: ignore[arg-type]
+    wall: list[float] = []
+    c0 = time.process_time()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        oai.chat.completions.create(model="mock", messages=MESSAGES, max_tokens=16)  # type: ignore[arg-type]
+        wall.append((time.perf_counter() - t0) * 1e3)
+    cpu = (time.process_time() - c0) / n * 1e3
+    return {
+        "p50_ms": round(pct(wall, 50), 3),
+        "p99_ms": round(pct(wall, 99), 3),
+        "client_cpu_ms": round(cpu, 3),
+    }
 
 
 async def measure(targets: list[Target], args: argparse.Namespace) -> None:
@@ -382,7 +405,9 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> None:
             t.rate = await max_rate(t, args)
 
 
-def report(targets: list[Target], args: argparse.Namespace, exe: Path, load_before: float) -> None:
+def report(
+    targets: list[Target], args: argparse.Namespace, exe: Path, load_before: float, sdk: dict[str, float]
+) -> None:
     direct = targets[0]
     out: dict[str, Any] = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
@@ -391,9 +416,12 @@ def report(targets: list[Target], args: argparse.Namespace, exe: Path, load_befo
         f" httpx {version('httpx')}",
         "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "concurrency": {},
+        "upstream_sdk_serial": sdk,
     }
     print(f"\ncommand : {out['command']}\nmachine : {out['machine']}\nversions: {out['versions']}")
     print(f"load    : 1-min load average {out['loadavg_1m'][0]} before, {out['loadavg_1m'][1]} after")
+    print(f"upstream hop alone (openai SDK, serial, in the client process): p50 {sdk['p50_ms']:.2f} ms, "
+          f"p99 {sdk['p99_ms']:.2f} ms, {sdk['client_cpu_ms']:.2f} ms CPU per call")  # fmt: skip
     for conc in args.concurrency:
         d50, d99 = pct(direct.lat[conc], 50), pct(direct.lat[conc], 99)
         rows = {}

@@ -55,11 +55,9 @@ HEADERS = {"authorization": f"Bearer {KEY}"}
 MESSAGES = [{"role": "user", "content": "What's the weather in Paris?"}]
 
 
-# the test suite's mock, with a listen backlog for 64+ clients connecting at once (the default is 5)
-# and TCP_NODELAY: it writes headers and body apart, and Nagle + delayed ACK would add 40 ms
+# the test suite's mock (TCP_NODELAY and a 1024-connection backlog are set there)
 MOCK = (
-    "import sys; from tests.support.mock_openai import _Handler, _Server; _Server.request_queue_size = 1024; "
-    "_Handler.disable_nagle_algorithm = True; "
+    "import sys; from tests.support.mock_openai import _Handler, _Server; "
     "_Server(('127.0.0.1', int(sys.argv[1])), _Handler).serve_forever()"
 )
 

@@ -139,6 +139,15 @@ def client(conns: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, timeout=30, headers=HEADERS)
 
 
+async def timed_post(http: httpx.AsyncClient, url: str, body: dict[str, Any], since: float) -> float | None:
+    """One chat completion: milliseconds from ``since`` to its 200 answer, or ``None`` (an error)."""
+    try:
+        r = await http.post(url + "/chat/completions", json=body)
+    except httpx.HTTPError:
+        return None
+    return (time.perf_counter() - since) * 1e3 if r.status_code == 200 else None
+
+
 async def closed_loop(t: Target, conc: int, seconds: float) -> tuple[list[float], int, float, int]:
     """``conc`` clients, each sending its next request when the last answers: latencies, errors, wall, n."""
     lat: list[float] = []
@@ -154,16 +163,11 @@ async def closed_loop(t: Target, conc: int, seconds: float) -> tuple[list[float]
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    r = await http.post(t.url + "/chat/completions", json=body)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    lat.append((time.perf_counter() - t0) * 1e3)
-                else:
+                ms = await timed_post(http, t.url, body, time.perf_counter())
+                if ms is None:
                     errors += 1
+                else:
+                    lat.append(ms)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(conc)))
@@ -186,16 +190,11 @@ async def open_loop(t: Target, rate: float, seconds: float, max_conns: int) -> d
 
         async def one(i: int) -> None:
             nonlocal errors
-            due = t0 + i / rate
-            try:
-                r = await http.post(t.url + "/chat/completions", json=body)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                lat.append((time.perf_counter() - due) * 1e3)
-            else:
+            ms = await timed_post(http, t.url, body, t0 + i / rate)  # timed from its scheduled send
+            if ms is None:
                 errors += 1
+            else:
+                lat.append(ms)
 
         tasks = []
         for i in range(n):

@@ -161,11 +161,11 @@ def parse(row: Any) -> Calibration:
             rungs=tuple(str(r) for r in body["rungs"]), model=GateModel.from_dict(body["model"]),
             certification=dict(body.get("certification") or {}), created_at=row.created_at.isoformat(),
         )  # fmt: skip
-    except CalibrationError as exc:
-        raise CalibrationError(
-            f"calibration version {row.version} of step {row.step_key!r} is corrupt: {exc}"
-        ) from exc
-    except (ValueError, KeyError, TypeError, ModelError) as exc:
-        raise CalibrationError(
-            f"calibration version {row.version} of step {row.step_key!r} is corrupt: {type(exc).__name__}: {exc}"
-        ) from exc
+    except (CalibrationError, ValueError, KeyError, TypeError, ModelError) as exc:
+        raise corrupt(row, exc) from exc
+
+
+def corrupt(row: Any, exc: Exception) -> CalibrationError:
+    """The one error for a stored calibration row (gate or skip) that cannot be read."""
+    what = str(exc) if isinstance(exc, CalibrationError) else f"{type(exc).__name__}: {exc}"
+    return CalibrationError(f"calibration version {row.version} of step {row.step_key!r} is corrupt: {what}")

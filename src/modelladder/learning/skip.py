@@ -182,7 +182,7 @@ def body_kind(row: Any) -> str:
 
 def parse_skip(row: Any) -> SkipCalibration:
     """A stored skip calibration row, checked; a corrupt one raises ``CalibrationError``."""
-    from modelladder.learning.calibrate import CalibrationError
+    from modelladder.learning.calibrate import CalibrationError, corrupt
 
     try:
         body = json.loads(row.body)
@@ -200,11 +200,5 @@ def parse_skip(row: Any) -> SkipCalibration:
             threshold=float(threshold) if threshold is not None else None, model=model,
             certification=dict(body.get("certification") or {}), created_at=row.created_at.isoformat(),
         )  # fmt: skip
-    except CalibrationError as exc:
-        raise CalibrationError(
-            f"calibration version {row.version} of step {row.step_key!r} is corrupt: {exc}"
-        ) from exc
-    except (ValueError, KeyError, TypeError, AttributeError, ModelError) as exc:
-        raise CalibrationError(
-            f"calibration version {row.version} of step {row.step_key!r} is corrupt: {type(exc).__name__}: {exc}"
-        ) from exc
+    except (CalibrationError, ValueError, KeyError, TypeError, AttributeError, ModelError) as exc:
+        raise corrupt(row, exc) from exc

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 
 from modelladder._progress import progress_bar
 from modelladder.bench.agent.data import load_agent_items
-from modelladder.bench.agent.retrieval import BenchShaping
 from modelladder.bench.agent.runner import STEP_NAME
 from modelladder.bench.agent.steps import iter_steps
+from modelladder.bench.retrieval import BenchShaping
 from modelladder.contracts import ToolCalls
 from modelladder.fleet_types import Policy, Rung
 from modelladder.ladder import Step

@@ -51,6 +51,14 @@ class BenchConfig:
     record_traces: bool = True
     progress: bool = True
     reuse: list[Path] = field(default_factory=list)
+    # what the edge rung sees (bench.retrieval): retrieved examples (two folds by item id),
+    # tool selection, history compaction
+    examples_k: int = 0
+    examples_from: Path | None = None
+    index: str = "bm25"
+    max_tools: int | None = None
+    history_budget: int | None = None
+    online: bool = False  # bench bfcl has no online order: the fold rule always applies
 
 
 def parse_categories(values: Sequence[str]) -> list[str]:

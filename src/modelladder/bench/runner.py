@@ -41,7 +41,7 @@ from typing import Any
 from modelladder._progress import progress_bar
 from modelladder.backends.base import Backend, BackendError
 from modelladder.bench.bfcl.data import BfclItem, load_items
-from modelladder.bench.bfcl.step import make_step
+from modelladder.bench.bfcl.step import STEP_NAME, make_step
 from modelladder.bench.config import (
     BenchConfig,
     BenchInputError,
@@ -144,6 +144,7 @@ class BfclRunner:
         traces: _Traces | None = None,
         run_name: str = "",
         reuse: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+        shaping: Any = None,
     ):
         from modelladder.bench.bfcl.reference import ReferenceBackend
 
@@ -165,8 +166,14 @@ class BfclRunner:
                     given[r.name] = b
                 if isinstance(b, ReferenceBackend):
                     self.references.append(b)
-        self.ladder = Ladder(prepared.fleet, store=None, backends=given)
+        self.shaping = shaping  # bench.retrieval.BenchShaping, or None
+        self.ladder = Ladder(prepared.fleet, store=None, backends=given,
+                             shaper=shaping.shaper if shaping is not None else None)  # fmt: skip
         self.policy = prepared.policy
+        if shaping is not None:
+            self.policy = self.policy.merged(examples_k=shaping.info["examples_k"] or None,
+                                             max_tools=shaping.info["max_tools"],
+                                             history_budget_tokens=shaping.info["history_budget_tokens"])  # fmt: skip
         # rung mode: that rung only (the fleet's own max_rung/first_rung may name rungs left out)
         self.climb = (
             ladder_rungs(self.policy, prepared.fleet.rungs)
@@ -198,6 +205,8 @@ class BfclRunner:
     def run_item(self, item: BfclItem) -> dict[str, Any]:
         """Run, score and describe one item. Model failures are results; anything else the
         harness hits becomes an ``error`` record -- never an exception (except interrupts)."""
+        if self.shaping is not None:
+            self.shaping.current_item = item.id
         try:
             step = make_step(item)
             with self._focus(item):
@@ -205,16 +214,23 @@ class BfclRunner:
                     pol = single_rung_policy(self.policy, self.rung_name or "")
                     res = self.ladder.run(step, item.messages, policy=pol, tags=self._tags(item))
                     self.traces.record(res)
-                    return result_record(item, res, self.mode, ladder=False)
+                    return self._labelled(res, result_record(item, res, self.mode, ladder=False))
                 if not self.sweep_gate:
                     res = self.ladder.run(step, item.messages, policy=self.policy, tags=self._tags(item))
                     self.traces.record(res)
-                    return result_record(item, res, self.mode, ladder=True)
+                    return self._labelled(res, result_record(item, res, self.mode, ladder=True))
                 return self._sweep_item(item, step)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
             return error_record(item, self.mode, exc)
+
+    def _labelled(self, res: Resolved | Unresolved, rec: dict[str, Any]) -> dict[str, Any]:
+        """The AST checker's verdict on the accepted answer, as the trace's ``correct`` label:
+        what retrieved examples (``--examples-from``) and the gate learn from."""
+        if isinstance(res, Resolved):
+            self.traces.label(res.run_id, res.accepted.index, bool(rec.get("ast_valid")))
+        return rec
 
     @staticmethod
     def _rescored(item: BfclItem, cached: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,6 +275,7 @@ class BfclRunner:
                 raise BackendError("internal", f"rung {r.name} made no attempt")
             stored = attempt_record(res.attempts[-1])
             scored = score_result(item, res)
+            self._labelled(res, scored)
             stored.update({k: scored[k] for k in ("calls", "ast_valid", "ast_error", "ast_error_type")})
             per_rung[r.name] = stored
         rec = base_record(item, self.mode)
@@ -329,10 +346,14 @@ def _bfcl_version() -> str | None:
 
 def _run_file(out_dir: Path, cfg: BenchConfig, prepared: PreparedFleet) -> dict[str, Any]:
     """Create or check ``run.json``: a resumed run must use the same mode and fleet."""
-    wanted = {"mode": cfg.mode, "sweep_gate": bool(cfg.sweep_gate), "fleet_digest": fleet_digest(prepared)}
+    from modelladder.bench.retrieval import run_fields
+
+    wanted = {"mode": cfg.mode, "sweep_gate": bool(cfg.sweep_gate), "fleet_digest": fleet_digest(prepared),
+              **run_fields(cfg)}  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return open_run(out_dir, wanted, {
         "name": f"bfcl-{out_dir.resolve().name}-{stamp}",
+        "bench": "bfcl",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **wanted,
         "fleet_source": prepared.fleet.source,
@@ -436,6 +457,11 @@ def run_bench(
         raise BenchInputError("--sweep-gate needs --mode ladder (it replays the ladder's decision)")
     if cfg.reuse and not cfg.sweep_gate:
         raise BenchInputError("--reuse needs --sweep-gate (only a sweep stores one generation per rung)")
+    from modelladder.bench.retrieval import BFCL_RUN, BenchShaping, check_options, shaping_figures
+
+    check_options(cfg)
+    if cfg.examples_k and not cfg.record_traces:
+        raise BenchInputError("--examples-k reads examples from the trace store; it needs traces")
     fleet = load_bench_fleet(cfg.fleet_path)
     prepared = prepare_fleet(fleet, cfg.mode)
     check_out_dir(cfg.out_dir)
@@ -454,6 +480,12 @@ def run_bench(
         con.print(f"note: {note}", markup=False)
 
     items = select_items(cfg.categories, cfg.limit)
+    try:
+        shaping = BenchShaping.build(cfg, store, [it.id for it in items], STEP_NAME, BFCL_RUN)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     results_path = cfg.out_dir / RESULTS
     done = read_results(results_path)
     todo = [it for it in items if it.id not in done]
@@ -466,6 +498,7 @@ def run_bench(
         traces=_Traces(store, lambda m: con.print(m, markup=False)),
         run_name=str(run["name"]),
         reuse=reuse,
+        shaping=shaping,
     )
     runner.register(items)
 
@@ -498,6 +531,8 @@ def run_bench(
 
     records = [done[it.id] for it in items if it.id in done]
     summary = build_summary(cfg, run, prepared, records, len(items))
+    if shaping is not None:
+        summary["shaping"] = {**shaping.info, **shaping_figures(records)}
     (cfg.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     from modelladder.bench.report import write_report
 

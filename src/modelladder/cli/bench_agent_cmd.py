@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelladder.cli._common import fail
-from modelladder.cli.bench_cmd import _probe, bench, output_options
+from modelladder.cli.bench_cmd import _probe, bench, output_options, shaping_options
 
 __all__ = ["agent"]
 
@@ -36,6 +36,8 @@ __all__ = ["agent"]
     help="`ladder`, or `rung:<name>` (one rung alone, gate off; `rung:reference` is the oracle).",
 )
 @click.option("--limit", type=int, default=None, help="Only the first N items of each category.")
+@click.option("--offset", type=int, default=0, show_default=True,
+              help="Skip the first N items of each category (with --limit: a window, e.g. held-out items).")  # fmt: skip
 @click.option(
     "--fleet",
     "fleet_path",
@@ -55,22 +57,12 @@ __all__ = ["agent"]
     type=click.Path(path_type=Path, file_okay=False),
     help="Other `bench agent` output directories to plot next to this run in report.html.",
 )
-@click.option("--examples-k", type=int, default=0, show_default=True,
-              help="Edge rungs see this many retrieved verified answers as prior turns.")  # fmt: skip
-@click.option("--examples-from", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The earlier step-suite run (e.g. --mode rung:reference) whose verified answers are the examples.")  # fmt: skip
-@click.option("--index", type=click.Choice(["bm25", "minilm"]), default="bm25", show_default=True,
-              help="Example index: SQLite FTS5 BM25, or MiniLM embeddings (the `retrieval` extra).")  # fmt: skip
-@click.option(
-    "--max-tools", type=int, default=None, help="Edge rungs see only this many tools (by relevance)."
-)
-@click.option("--history-budget", type=int, default=None,
-              help="Edge rungs see older tool outputs shortened beyond this many tokens.")  # fmt: skip
+@shaping_options
 @click.option("--learn-gate", "learn_gate", type=float, default=None, metavar="ALPHA",
               help="With --online --mode ladder: calibrate the gate (at this accepted-wrong rate) and the "
                    "ex-ante skip from this run's traces every --update-every steps.")  # fmt: skip
 @output_options
-def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, fleet_path: Path | None,
+def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, offset: int, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
           examples_k: int, examples_from: Path | None, index: str, max_tools: int | None,
           history_budget: int | None, learn_gate: float | None, out_dir: Path, db: Path | str | None,
@@ -90,7 +82,7 @@ def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None,
         from modelladder.bench.config import BenchInputError
     except ModuleNotFoundError as exc:
         fail(f"the agent benchmark needs the `bench` extra: pip install 'modelladder[bench]' ({exc})")
-    cfg = AgentConfig(categories=list(categories), out_dir=out_dir, suite=suite, mode=mode, limit=limit,
+    cfg = AgentConfig(categories=list(categories), out_dir=out_dir, suite=suite, mode=mode, limit=limit, offset=offset,
                       fleet_path=fleet_path, step_limit=step_limit, db=db, progress=not no_progress,
                       online=online, update_every=update_every, seed=seed, compare=list(compare),
                       examples_k=examples_k, examples_from=examples_from, index=index, max_tools=max_tools,

@@ -12,7 +12,7 @@ from modelladder.cli import main
 from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail, probe_llama_or_fail
 from modelladder.fleet import FleetError, load_fleet
 
-__all__ = ["bench", "bfcl"]
+__all__ = ["bench", "bfcl", "output_options", "shaping_options"]
 
 
 def output_options(f: Any) -> Any:
@@ -22,6 +22,23 @@ def output_options(f: Any) -> Any:
     return click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
                         help="Output directory (results.jsonl, summary.json, report.html). "
                         "Rerunning with the same one resumes.")(f)  # fmt: skip
+
+
+def shaping_options(f: Any) -> Any:
+    """What the edge rung sees (issue 18): retrieved examples, tool selection, compaction; the
+    same options for every benchmark that runs steps through the ladder."""
+    f = click.option("--history-budget", type=int, default=None,
+                     help="Edge rungs see older tool outputs shortened beyond this many tokens.")(f)  # fmt: skip
+    f = click.option("--max-tools", type=int, default=None,
+                     help="Edge rungs see only this many tools (by relevance).")(f)  # fmt: skip
+    f = click.option("--index", type=click.Choice(["bm25", "minilm"]), default="bm25", show_default=True,
+                     help="Example index: SQLite FTS5 BM25, or MiniLM embeddings (the `retrieval` extra).")(f)  # fmt: skip
+    f = click.option("--examples-from", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="An earlier run of this benchmark (e.g. --mode rung:reference) whose answers, "
+                          "labelled by the checker, are the examples.")(f)  # fmt: skip
+    return click.option("--examples-k", type=int, default=0, show_default=True,
+                        help="Edge rungs see this many retrieved verified answers as prior turns "
+                             "(two folds by item id: only the other fold's).")(f)  # fmt: skip
 
 
 @main.group("bench")
@@ -66,6 +83,7 @@ def bench() -> None:
     show_default=True,
     help="With --sweep-gate: the accuracy to reach, as a share of the top rung's.",
 )
+@shaping_options
 @output_options
 @click.option(
     "--reuse",
@@ -86,6 +104,11 @@ def bfcl(
     db: Path | str | None,
     reuse: tuple[Path, ...],
     no_progress: bool,
+    examples_k: int,
+    examples_from: Path | None,
+    index: str,
+    max_tools: int | None,
+    history_budget: int | None,
 ) -> None:
     """Run BFCL v4 items, score them with BFCL's AST checker, write results and a report.
 
@@ -114,6 +137,11 @@ def bfcl(
         db=db,
         progress=not no_progress,
         reuse=list(reuse),
+        examples_k=examples_k,
+        examples_from=examples_from,
+        index=index,
+        max_tools=max_tools,
+        history_budget=history_budget,
     )
     _probe(fleet_path)
     try:

@@ -27,7 +27,6 @@ from modelladder.bench.agent.data import CATEGORIES, AgentItem, load_agent_items
 from modelladder.bench.agent.loops import DEFAULT_STEP_LIMIT, Hop, official_check, run_loop
 from modelladder.bench.agent.oracle import AgentReference, answer_text
 from modelladder.bench.agent.steps import StepCase, iter_steps, score_step
-from modelladder.bench.agent.summary import shaping_figures
 from modelladder.bench.config import (
     BenchInputError,
     PreparedFleet,
@@ -66,6 +65,7 @@ class AgentConfig:
     suite: str = "steps"
     mode: str = "ladder"
     limit: int | None = None
+    offset: int = 0  # skip the first N items of each category (a held-out window with --limit)
     fleet_path: Path | None = None
     step_limit: int = DEFAULT_STEP_LIMIT
     db: Path | str | None = None  # a SQLite file or a postgresql:// URL
@@ -75,7 +75,7 @@ class AgentConfig:
     update_every: int = 50
     seed: int = 0
     compare: list[Path] = field(default_factory=list)
-    # what the edge rung sees (bench.agent.retrieval): examples from an earlier run's verified
+    # what the edge rung sees (bench.retrieval): examples from an earlier run's verified
     # answers, tool selection, history compaction
     examples_k: int = 0
     examples_from: Path | None = None
@@ -126,19 +126,11 @@ def validate(cfg: AgentConfig) -> None:
         )
     if cfg.update_every <= 0:
         raise BenchInputError(f"--update-every must be a positive number of steps, not {cfg.update_every}")
-    from modelladder.bench.agent.retrieval import INDEXES
+    from modelladder.bench.retrieval import check_options
 
-    if cfg.examples_k < 0:
-        raise BenchInputError(f"--examples-k must be 0 or more, not {cfg.examples_k}")
-    if cfg.examples_k and cfg.examples_from is None:
-        raise BenchInputError(
-            "--examples-k needs --examples-from DIR (an earlier step-suite run, e.g. reference)"
-        )
-    if cfg.index not in INDEXES:
-        raise BenchInputError(f"unknown --index {cfg.index!r}; use one of: {', '.join(INDEXES)}")
-    for name, v in (("--max-tools", cfg.max_tools), ("--history-budget", cfg.history_budget)):
-        if v is not None and v < 1:
-            raise BenchInputError(f"{name} must be a positive number, not {v}")
+    if cfg.offset < 0:
+        raise BenchInputError(f"--offset must be 0 or more items, not {cfg.offset}")
+    check_options(cfg)
     if cfg.learn_gate is not None:
         if not 0 < cfg.learn_gate < 1:
             raise BenchInputError(
@@ -275,7 +267,8 @@ def select_items(cfg: AgentConfig) -> list[AgentItem]:
     distinct tool lists, and the system text with the tools (~4.3k tokens) is the prompt's
     prefix, so consecutive items of one group reuse it from the KV cache: the tool list is
     evaluated once per group instead of once per item. Online keeps the traffic order."""
-    per_cat = [load_agent_items(c, cfg.limit) for c in cfg.categories]
+    end = None if cfg.limit is None else cfg.offset + cfg.limit
+    per_cat = [load_agent_items(c, end)[cfg.offset :] for c in cfg.categories]
     items = [x[i] for i in range(max(map(len, per_cat), default=0)) for x in per_cat if i < len(x)]
     if cfg.online:
         import random
@@ -295,12 +288,11 @@ def group_by_tools(items: Sequence[AgentItem]) -> list[AgentItem]:
 
 def _run_file(cfg: AgentConfig, prepared: PreparedFleet) -> dict[str, Any]:
     """Create or check ``run.json``: a resumed run must have the same configuration."""
+    from modelladder.bench.retrieval import run_fields
+
     wanted = {"bench": "agent", "suite": cfg.suite, "mode": cfg.mode, "fleet_digest": fleet_digest(prepared),
               "step_limit": cfg.step_limit, "online": cfg.online, "seed": cfg.seed,
-              **({"examples_k": cfg.examples_k, "examples_from": str(cfg.examples_from), "index": cfg.index}
-                 if cfg.examples_k else {}),
-              **({"max_tools": cfg.max_tools} if cfg.max_tools else {}),
-              **({"history_budget": cfg.history_budget} if cfg.history_budget else {})}  # fmt: skip
+              **({"offset": cfg.offset} if cfg.offset else {}), **run_fields(cfg)}  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return open_run(cfg.out_dir, wanted, {"name": f"agent-{cfg.out_dir.resolve().name}-{stamp}", **wanted,
                     "rungs": [asdict(r) for r in prepared.fleet.rungs], "policy": asdict(prepared.policy)})  # fmt: skip
@@ -324,8 +316,8 @@ def run_agent(cfg: AgentConfig, *, backends: Mapping[str, Backend] | None = None
 
     from modelladder.bench.agent.online import OnlineLearner
     from modelladder.bench.agent.report import write_agent_report
-    from modelladder.bench.agent.retrieval import BenchShaping
     from modelladder.bench.agent.summary import build_agent_summary
+    from modelladder.bench.retrieval import BenchShaping, shaping_figures
     from modelladder.bench.runner import _Traces
 
     con = console or Console(stderr=True, highlight=False)

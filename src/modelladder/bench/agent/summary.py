@@ -23,7 +23,6 @@ from typing import Any
 from modelladder.bench.summary import _ratio, percentile, summarize
 
 __all__ = [
-    "shaping_figures",
     "REFERENCE_LABEL",
     "Record",
     "build_agent_summary",
@@ -56,30 +55,6 @@ def step_figures(recs: Sequence[Record], *, ladder: bool) -> dict[str, Any]:
         failures_by_reason=dict(Counter(str(r.get("reason")).split(":")[0] for r in recs if not r.get("ok"))),
     )  # fmt: skip
     return out
-
-
-def shaping_figures(recs: Sequence[Record]) -> dict[str, Any]:
-    """What the edge rung was shown (step suite or loops' hops): examples per step, tools
-    offered, the recall of the gold call's tool among the offered ones, prompt tokens."""
-    attempts = [
-        a
-        for r in recs
-        for a in (r.get("attempts") or r.get("hop_records") or [])
-        if a.get("placement") == "edge"
-    ]
-    shaped = [a.get("shaping") or {} for a in attempts]
-    offered = [(r, a.get("shaping") or {}) for r in recs for a in (r.get("attempts") or [])
-               if a.get("placement") == "edge" and (a.get("shaping") or {}).get("tools") is not None]  # fmt: skip
-    with_gold = [(str(r["gold"]).split("(", 1)[0], sh["tools"]) for r, sh in offered if r.get("gold")]
-    return {
-        "edge_attempts": len(attempts),
-        "examples_per_attempt": _ratio(sum(len(s.get("examples") or []) for s in shaped), len(attempts)),
-        "examples_invalid": sum(int(s.get("examples_invalid") or 0) for s in shaped),
-        "tools_offered_mean": _ratio(sum(len(sh["tools"]) for _, sh in offered), len(offered)),
-        "gold_tool_recall": _ratio(sum(1 for g, tools in with_gold if g in tools), len(with_gold)),
-        "compacted_attempts": sum(1 for s in shaped if s.get("compaction")),
-        "edge_prompt_tokens_mean": _ratio(sum(int(a.get("prompt_tokens") or 0) for a in attempts), len(attempts)),
-    }  # fmt: skip
 
 
 def loop_figures(recs: Sequence[Record]) -> dict[str, Any]:

@@ -91,3 +91,34 @@ def test_examples_options_bad_input(tmp_path, reference_run):
         cfg = BenchConfig(out_dir=tmp_path / f"o{len(msg)}", **base, **kw)  # type: ignore[arg-type]
         with pytest.raises(BenchInputError, match=msg):
             run_bench(cfg, backends={"tiny": _declining()})
+
+
+def test_examples_ids_replace_the_fold_rule_with_an_outside_train_split(tmp_path, reference_run):
+    fleet, db, ref = reference_run
+    item_of = {rid: r["id"] for r in ref.records for rid in r["run_ids"]}
+    train = sorted(item_of.values())[::2]
+    ids = tmp_path / "train.ids"
+    ids.write_text("\n".join(train) + "\n")
+    cfg = BenchConfig(categories=[CATEGORY], out_dir=tmp_path / "ids", mode="rung:tiny", limit=N,
+                      fleet_path=fleet, db=db, progress=False, examples_k=2,
+                      examples_from=tmp_path / "ref", examples_ids=ids)  # fmt: skip
+    out = run_bench(cfg, backends={"tiny": _declining()})
+    sources = [
+        item_of[e["id"]]
+        for r in out.records
+        for e in ((r["attempts"][0]["shaping"] or {}).get("examples", []))
+    ]
+    assert sources and set(sources) <= set(train)
+    assert any(fold(s) == fold(r["id"]) for r in out.records
+               for s in (item_of[e["id"]] for e in ((r["attempts"][0]["shaping"] or {}).get("examples", []))))  # fmt: skip
+    assert all(r["id"] not in [item_of[e["id"]] for e in ((r["attempts"][0]["shaping"] or {}).get("examples", []))]
+               for r in out.records)  # fmt: skip
+    run = json.loads((tmp_path / "ids" / "run.json").read_text())
+    assert run["examples_ids"] == str(ids)
+    (tmp_path / "empty.ids").write_text("\n")
+    for kw, msg in [(dict(examples_ids=tmp_path / "empty.ids"), "lists no item id"),
+                    (dict(examples_ids=tmp_path / "missing.ids"), "cannot read it"),
+                    (dict(examples_k=0, examples_ids=ids), "needs --examples-k")]:  # fmt: skip
+        bad = BenchConfig(**{**cfg.__dict__, "out_dir": tmp_path / f"b{len(msg)}", **kw})
+        with pytest.raises(BenchInputError, match=msg):
+            run_bench(bad, backends={"tiny": _declining()})

@@ -532,6 +532,8 @@ def cli(monkeypatch, tmp_path):
             "--sweep-gate needs --mode ladder",
         ),
         (["--category", "simple_python", "--target", "1.5"], "--target must be within"),
+        (["--category", "simple_python", "--examples-k", "3"], "--examples-k needs --examples-from"),
+        (["--category", "simple_python", "--max-tools", "0"], "--max-tools must be a positive"),
     ],
 )
 def test_cli_bad_input_exit_2(cli, tmp_path, args, message):

@@ -59,6 +59,7 @@ class BenchConfig:
     max_tools: int | None = None
     history_budget: int | None = None
     online: bool = False  # bench bfcl has no online order: the fold rule always applies
+    examples_ids: Path | None = None  # only these items may be examples (replaces the fold rule)
 
 
 def parse_categories(values: Sequence[str]) -> list[str]:

@@ -12,7 +12,9 @@ answers are the gold calls, standing for a teacher's answers a checker verified.
 
 Never tune on what is reported: offline, items fall in two folds by a hash of their id and a
 step is shown examples from the *other* fold only; ``--online``, only examples of items that
-arrived earlier in the fixed shuffled order. Examples of the step's own item are never shown.
+arrived earlier in the fixed shuffled order; ``--examples-ids FILE``, only examples of the items
+listed (an outside train split, e.g. a distillation dataset's, so both use the same examples).
+Examples of the step's own item are never shown.
 """
 
 from __future__ import annotations
@@ -67,16 +69,40 @@ def check_options(cfg: Any) -> None:
                               "whose answers the checker labelled, e.g. --mode rung:reference)")  # fmt: skip
     if cfg.index not in INDEXES:
         raise BenchInputError(f"unknown --index {cfg.index!r}; use one of: {', '.join(INDEXES)}")
+    if getattr(cfg, "examples_ids", None) is not None:
+        if not cfg.examples_k:
+            raise BenchInputError("--examples-ids says which items may be examples; it needs --examples-k")
+        if getattr(cfg, "online", False):
+            raise BenchInputError(
+                "--examples-ids replaces the fold rule; --online has its own (earlier items)"
+            )
+        _allowed_items(cfg)
     for name, v in (("--max-tools", cfg.max_tools), ("--history-budget", cfg.history_budget)):
         if v is not None and v < 1:
             raise BenchInputError(f"{name} must be a positive number, not {v}")
 
 
+def _allowed_items(cfg: Any) -> set[str] | None:
+    """The items ``--examples-ids FILE`` lists (one id per line), or ``None`` without it."""
+    path = getattr(cfg, "examples_ids", None)
+    if path is None:
+        return None
+    try:
+        ids = set(Path(path).read_text().split())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchInputError(f"--examples-ids {path}: cannot read it ({exc})") from exc
+    if not ids:
+        raise BenchInputError(f"--examples-ids {path}: lists no item id (one per line)")
+    return ids
+
+
 def run_fields(cfg: Any) -> dict[str, Any]:
     """The shaping options a resumed run must share with the run it resumes (``run.json``);
     only those in use, so runs without shaping keep the ``run.json`` they always had."""
+    ids = getattr(cfg, "examples_ids", None)
     return {**({"examples_k": cfg.examples_k, "examples_from": str(cfg.examples_from), "index": cfg.index}
                if cfg.examples_k else {}),
+            **({"examples_ids": str(ids)} if ids is not None and cfg.examples_k else {}),
             **({"max_tools": cfg.max_tools} if cfg.max_tools else {}),
             **({"history_budget": cfg.history_budget} if cfg.history_budget else {})}  # fmt: skip
 
@@ -114,10 +140,16 @@ class BenchShaping:
         position = {item: i for i, item in enumerate(order)}
         state = cls(EdgeShaper(index), info)
 
+        allowed = _allowed_items(cfg)
+        if allowed is not None:
+            info["examples_ids"] = str(cfg.examples_ids)
+
         def exclude(hit: Any, _req: Any) -> bool:
             src, cur = item_of.get(hit.example.id), state.current_item
             if src is None or cur is None or src == cur:
                 return True
+            if allowed is not None:  # an outside train split replaces the fold rule
+                return src not in allowed
             if cfg.online:
                 return position.get(src, len(position)) >= position.get(cur, -1)
             return fold(src) == fold(cur)

@@ -64,7 +64,7 @@ __all__ = ["agent"]
 @output_options
 def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None, offset: int, fleet_path: Path | None,
           step_limit: int, online: bool, update_every: int, seed: int, compare: tuple[Path, ...],
-          examples_k: int, examples_from: Path | None, index: str, max_tools: int | None,
+          examples_k: int, examples_from: Path | None, examples_ids: Path | None, index: str, max_tools: int | None,
           history_budget: int | None, learn_gate: float | None, out_dir: Path, db: Path | str | None,
           no_progress: bool) -> None:  # fmt: skip
     """Run BFCL v4 multi-turn items on the real tool classes; write results, summary and report.
@@ -85,7 +85,7 @@ def agent(categories: tuple[str, ...], suite: str, mode: str, limit: int | None,
     cfg = AgentConfig(categories=list(categories), out_dir=out_dir, suite=suite, mode=mode, limit=limit, offset=offset,
                       fleet_path=fleet_path, step_limit=step_limit, db=db, progress=not no_progress,
                       online=online, update_every=update_every, seed=seed, compare=list(compare),
-                      examples_k=examples_k, examples_from=examples_from, index=index, max_tools=max_tools,
+                      examples_k=examples_k, examples_from=examples_from, examples_ids=examples_ids, index=index, max_tools=max_tools,
                       history_budget=history_budget, learn_gate=learn_gate)  # fmt: skip
     try:
         validate(cfg)

@@ -33,6 +33,9 @@ def shaping_options(f: Any) -> Any:
                      help="Edge rungs see only this many tools (by relevance).")(f)  # fmt: skip
     f = click.option("--index", type=click.Choice(["bm25", "minilm"]), default="bm25", show_default=True,
                      help="Example index: SQLite FTS5 BM25, or MiniLM embeddings (the `retrieval` extra).")(f)  # fmt: skip
+    f = click.option("--examples-ids", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Only the items listed in this file (one id per line) may be examples, "
+                          "instead of the other fold (an outside train split).")(f)  # fmt: skip
     f = click.option("--examples-from", type=click.Path(path_type=Path, file_okay=False), default=None,
                      help="An earlier run of this benchmark (e.g. --mode rung:reference) whose answers, "
                           "labelled by the checker, are the examples.")(f)  # fmt: skip
@@ -106,6 +109,7 @@ def bfcl(
     no_progress: bool,
     examples_k: int,
     examples_from: Path | None,
+    examples_ids: Path | None,
     index: str,
     max_tools: int | None,
     history_budget: int | None,
@@ -139,6 +143,7 @@ def bfcl(
         reuse=list(reuse),
         examples_k=examples_k,
         examples_from=examples_from,
+        examples_ids=examples_ids,
         index=index,
         max_tools=max_tools,
         history_budget=history_budget,

@@ -82,6 +82,7 @@ class AgentConfig:
     index: str = "bm25"
     max_tools: int | None = None
     history_budget: int | None = None
+    examples_ids: Path | None = None  # only these items may be examples (replaces the fold rule)
     # --learn-gate ALPHA (with --online, ladder mode): the gate and the ex-ante skip are
     # calibrated from this run's traces every --update-every steps and applied to later steps
     learn_gate: float | None = None

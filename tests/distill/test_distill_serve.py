@@ -277,15 +277,22 @@ def llama_cpp_server(argv: list[str], log: Path) -> Iterator[str]:
 def test_the_served_specialist_answers_like_the_in_process_one(
     run_dir: Path, smol_path: Path, tmp_path: Path
 ) -> None:
-    """Free-text steps on the specialist's own prompt, greedy: what the adapter itself decodes,
-    with nothing in between (no grammar, no contract translation) that the two paths do
-    differently. Equal text from the server and from the in-process rung, and the same prompt
-    length, say the server read the same prompt and applied the same adapter."""
+    """The exported command and rung, run: the same answers through the ladder as the
+    in-process specialist, greedy, on the step itself (the served rung's ``local_prompt``
+    sends the prompt it was trained on; the server decodes without the grammar) and as free
+    text on the same prompt (what the adapter itself decodes, with no grammar on either side).
+    Equal answers and equal prompt lengths say the server read the same prompt and applied the
+    same adapter; the bare base answers differently, so the adapter is really applied."""
     out = tmp_path / "export"
     code, output = export(["--run", str(run_dir), "--out", str(out), "--port", str(free_port())])
     assert code == 0, output
     serve = json.loads((out / "serve.json").read_text())
-    served_fleet = parse_fleet(tomllib.loads((out / "fleet-rung.toml").read_text()))
+    rung_data = tomllib.loads((out / "fleet-rung.toml").read_text())
+    served_fleet = parse_fleet(rung_data)
+    assert served_fleet.rungs[0].model == serve["name"] == "mood-specialist"
+    assert served_fleet.rungs[0].local_prompt
+    plain = {**rung_data["rung"][0], "local_prompt": False}
+    plain_fleet = parse_fleet({"rung": [plain], "step": rung_data["step"]})
     local_fleet = parse_fleet(
         {
             "rung": [{**SMOL, "name": "smol+mood", "adapter": str(run_dir / "adapter.gguf"), "step": "mood"}],
@@ -293,21 +300,28 @@ def test_the_served_specialist_answers_like_the_in_process_one(
         }
     )
     bare_fleet = parse_fleet({"rung": [dict(SMOL)]})
-    step = Step("mood", None, max_tokens=16)  # free text, under the specialist's step name
+    free = Step("mood", None, max_tokens=16)  # free text, under the specialist's step name
+    inputs = ["The movie was bad.", "The dinner was good.", *NEW]
 
-    def answers(ladder: Ladder) -> list[tuple[str, int]]:
-        out = []
-        for messages in prompts():
+    def answers(ladder: Ladder, step: Step, prepared: bool, resolves: bool = True) -> list[tuple[str, int]]:
+        got = []
+        for q in inputs:
+            messages = [{"role": "user", "content": q}]
+            if prepared:  # the specialist's training prompt, sent as a free-text step
+                messages = prepare_messages(messages, MOOD.contract)
             r = ladder.run(step, messages)
-            assert isinstance(r, Resolved), r
-            out.append((r.text.strip(), r.attempts[0].prompt_tokens))
-        return out
+            assert isinstance(r, Resolved) or not resolves, r
+            got.append((r.attempts[0].text.strip(), r.attempts[0].prompt_tokens))
+        return got
 
-    local = answers(Ladder(local_fleet))
-    bare = answers(Ladder(bare_fleet))
+    local = [answers(Ladder(local_fleet), s, s is free) for s in (MOOD, free)]
+    bare = answers(Ladder(bare_fleet), free, True)
     with llama_cpp_server(serve["commands"]["llama_cpp_python"], tmp_path / "server.log"):
-        served = answers(Ladder(served_fleet))
-    assert served_fleet.rungs[0].model == serve["name"] == "mood-specialist"
+        served = [answers(Ladder(served_fleet), s, s is free) for s in (MOOD, free)]
+        plain_answers = answers(Ladder(plain_fleet), MOOD, False, resolves=False)
     assert served == local, (served, local)
-    assert [t for t, _ in local] != [t for t, _ in bare], (local, bare)  # the adapter changes answers
-    assert {t for t, _ in local} & set(LABELS)  # it learned the step's labels
+    assert {t for t, _ in local[0]} <= set(LABELS)  # the step's answers: valid labels
+    assert [t for t, _ in local[1]] != [t for t, _ in bare], (local, bare)  # the adapter changes answers
+    assert {t for t, _ in local[1]} & set(LABELS)  # it learned the step's labels
+    # without local_prompt the server is sent the contract as an API field, not the trained prompt
+    assert all(n != local[0][i][1] for i, (_, n) in enumerate(plain_answers)), plain_answers

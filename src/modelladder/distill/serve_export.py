@@ -38,7 +38,10 @@ failure leaves nothing half-written; an existing non-empty ``OUT`` is replaced o
 The served specialist sees the prompt the in-process one sees only if the server renders it
 the same way: both llama.cpp servers render the GGUF's own chat template (the in-process
 backend renders that template too), vLLM renders the tokenizer's (written into ``base/`` from
-the same GGUF). llama-cpp-python's server applies a repeat penalty of 1.1 unless told
+the same GGUF). And only if it is sent the same messages: an ``openai`` rung sends a contract
+as ``response_format``/``tools`` and leaves its instructions out of the prompt, which is not
+the prompt the specialist was trained on, so the exported rung sets ``local_prompt = true``
+(:mod:`modelladder.backends.openai_compat`). llama-cpp-python's server applies a repeat penalty of 1.1 unless told
 otherwise, and the OpenAI API has no field for it: the command turns it off
 (``--last_n_tokens_size 0``) so that temperature 0 is plain greedy decoding, as in process.
 """
@@ -380,6 +383,7 @@ def _rung(spec: Specialist, cfg: ExportConfig) -> dict[str, Any]:
         "model": spec.name,
         "params": spec.params,
         "placement": "edge",
+        "local_prompt": True,  # the prompt the specialist was trained on, not the contract as an API field
     }
     if spec.price_per_second:
         rung["price_per_second"] = spec.price_per_second
@@ -442,7 +446,10 @@ the same base: repeat `--lora-modules NAME=DIR` (and raise `--max-loras`).
 
 `{RUNG_TOML}` holds an `openai` rung whose `model` is `{name}` and makes it the step's first
 rung; paste it into the fleet file. Its `url` points at the llama.cpp command above; for vLLM
-use `http://HOST:8000/v1` (same `model`).
+use `http://HOST:8000/v1` (same `model`). `local_prompt = true` sends the prompt the specialist
+was trained on (the contract's instructions in the system message) instead of the contract as
+`response_format`/`tools`; the server decodes without the contract's grammar, so an answer
+that breaks the contract fails validation and the ladder escalates.
 """
 
 

@@ -232,7 +232,8 @@ def vllm_max_lora_rank(rank: int) -> int:
 
 
 def _peft_config(rank: int, alpha: float, targets: list[str], base_ref: str) -> dict[str, Any]:
-    """What peft's ``LoraConfig`` and vLLM's ``PEFTHelper`` read (the rest takes their defaults)."""
+    """What peft's ``LoraConfig`` and vLLM's ``PEFTHelper`` read (the rest takes their defaults).
+    ``base_model_name_or_path`` is the exported base directory, or the base GGUF without one."""
     return {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -286,7 +287,7 @@ def _peft_from_run(peft_dir: Path, dest: Path, base_ref: str) -> dict[str, Any]:
         raise DistillError(f"{peft_dir} is a {trained.get('peft_type')!r} adapter, not LoRA")
     if trained.get("use_dora") or trained.get("use_rslora"):
         raise DistillError("rsLoRA/DoRA adapters have no llama.cpp equivalent; train a plain LoRA")
-    if trained.get("modules_to_save") or trained.get("bias", "none") != "none":
+    if trained.get("modules_to_save") or trained.get("bias", "none") != "none" or trained.get("lora_bias"):
         raise DistillError(
             f"{peft_dir}: modules_to_save and LoRA biases cannot be served by vLLM or llama.cpp"
         )
@@ -294,8 +295,10 @@ def _peft_from_run(peft_dir: Path, dest: Path, base_ref: str) -> dict[str, Any]:
         raise DistillError(f"{peft_dir}: per-module ranks/alphas (rank_pattern) cannot be exported")
     pairs = lora_pairs(load_file(str(peft_dir / PEFT_WEIGHTS)))
     targets = sorted({m.rsplit(".", 1)[-1] for m in pairs})
-    config = {**trained, **_peft_config(int(trained["r"]), float(trained["lora_alpha"]), targets, base_ref)}
-    return _write_peft(pairs, config, dest)
+    # only the fields both readers know: older peft refuses keys newer peft writes
+    return _write_peft(
+        pairs, _peft_config(int(trained["r"]), float(trained["lora_alpha"]), targets, base_ref), dest
+    )
 
 
 def _peft_from_gguf(adapter_gguf: Path, base_gguf: Path, dest: Path, base_ref: str) -> dict[str, Any]:

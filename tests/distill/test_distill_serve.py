@@ -38,6 +38,7 @@ from peft import PeftModel  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
 import modelladder.cli.distill_cmd  # noqa: E402,F401  (registers `distill`)
+from modelladder.backends import open_backend  # noqa: E402
 from modelladder.backends.prompting import prepare_messages  # noqa: E402
 from modelladder.cli import main  # noqa: E402
 from modelladder.contracts import Choice  # noqa: E402
@@ -316,9 +317,16 @@ def test_the_served_specialist_answers_like_the_in_process_one(
 
     local = [answers(Ladder(local_fleet), s, s is free) for s in (MOOD, free)]
     bare = answers(Ladder(bare_fleet), free, True)
+    served_backend, plain_backend = (open_backend(f.rungs[0]) for f in (served_fleet, plain_fleet))
     with llama_cpp_server(serve["commands"]["llama_cpp_python"], tmp_path / "server.log"):
-        served = [answers(Ladder(served_fleet), s, s is free) for s in (MOOD, free)]
-        plain_answers = answers(Ladder(plain_fleet), MOOD, False, resolves=False)
+        try:
+            ladder = Ladder(served_fleet, backends={served_fleet.rungs[0].name: served_backend})
+            served = [answers(ladder, s, s is free) for s in (MOOD, free)]
+            ladder = Ladder(plain_fleet, backends={plain_fleet.rungs[0].name: plain_backend})
+            plain_answers = answers(ladder, MOOD, False, resolves=False)
+        finally:
+            for b in (served_backend, plain_backend):
+                b.close()  # type: ignore[attr-defined]
     assert served == local, (served, local)
     assert {t for t, _ in local[0]} <= set(LABELS)  # the step's answers: valid labels
     assert [t for t, _ in local[1]] != [t for t, _ in bare], (local, bare)  # the adapter changes answers

@@ -97,6 +97,10 @@ class OpenAIBackend:
             local_prompt=rung.local_prompt,
         )
 
+    def close(self) -> None:
+        """Close the connection pool (its sockets would otherwise wait for the garbage collector)."""
+        self._client.close()
+
     def _scrub(self, text: str) -> str:
         """``text`` without this rung's API key (an endpoint may echo it in an error or an answer)."""
         return text.replace(self._key, _REDACTED) if len(self._key) >= 4 else text

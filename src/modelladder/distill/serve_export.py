@@ -523,9 +523,15 @@ def export_for_serving(cfg: ExportConfig) -> dict[str, Any]:
         (tmp / README).write_text(_readme(serve))
         _check_out(out, cfg.force)  # nobody wrote there meanwhile
         old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.is_dir() and any(out.iterdir()):
+        moved = out.is_dir() and any(out.iterdir())
+        if moved:
             os.replace(out, old)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if moved:
+                os.replace(old, out)  # the previous export stays as it was
+            raise
         shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

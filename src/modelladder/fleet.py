@@ -69,6 +69,13 @@ def _rung_from(table: dict[str, Any], where: str) -> Rung:
             f'rung {rung.name!r}: `ground_strings` narrows local decoding and needs backend = "llamacpp"; '
             "remove it from this rung"
         )
+    if not isinstance(rung.local_prompt, bool):
+        raise FleetError(f"rung {rung.name!r}: `local_prompt` must be true or false")
+    if rung.local_prompt and rung.backend != "openai":
+        raise FleetError(
+            f'rung {rung.name!r}: `local_prompt` changes what an openai rung sends and needs backend = "openai"; '
+            "a local rung always reads that prompt"
+        )
     if (
         isinstance(rung.prompt_cache_mb, bool)
         or not isinstance(rung.prompt_cache_mb, int)

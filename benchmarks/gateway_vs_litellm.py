@@ -296,9 +296,23 @@ def main() -> None:
     ap.add_argument("--memory-traces", action="store_true", help="also run modelladder with traces in memory")
     ap.add_argument("--no-rate", action="store_true", help="skip the sustained-rate search")
     ap.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    ap.add_argument("--no-litellm", action="store_true", help="modelladder only (and the direct baseline)")
+    ap.add_argument("--also-src", action="append", default=[], metavar="NAME=DIR",
+                    help="also run modelladder from another source tree (its src/ folder), interleaved"
+                    " with this one: a before/after comparison, e.g. before=/tmp/ml-before/src")  # fmt: skip
     args = ap.parse_args()
     exe = args.litellm
-    if not (exe.is_file() and os.access(exe, os.X_OK)):
+    extra_src: list[tuple[str, Path]] = []
+    for item in args.also_src:
+        name, sep, where = item.partition("=")
+        if not sep or not name or not (Path(where) / "modelladder").is_dir():
+            print(
+                f"error: --also-src takes NAME=DIR, DIR holding the modelladder package: {item!r}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        extra_src.append((name, Path(where).resolve()))
+    if not args.no_litellm and not (exe.is_file() and os.access(exe, os.X_OK)):
         print(f"error: LiteLLM's proxy not found at {exe}; install it in its own venv: {INSTALL} "
               f"and pass --litellm /tmp/litellm-venv/bin/litellm", file=sys.stderr)  # fmt: skip
         sys.exit(2)
@@ -333,11 +347,15 @@ def main() -> None:
         stores = [("modelladder", str(tmp / "traces.sqlite"))]
         if args.memory_traces:
             stores.append(("modelladder (mem traces)", ":memory:"))
-        for name, db in stores:
+        runs = [(name, db, env) for name, db in stores]
+        for label, src in extra_src:  # the same gateway from another source tree (the same venv)
+            other = {**env, "PYTHONPATH": os.pathsep.join([str(src), env["PYTHONPATH"]])}
+            runs.append((f"modelladder ({label})", str(tmp / f"traces-{label}.sqlite"), other))
+        for name, db, run_env in runs:
             port = free_port()
             argv = [sys.executable, "-c", "from modelladder.cli import main; main()", "serve", "--port", str(port), "--fleet", str(fleet),
                     "--db", db, "--api-key-file", str(keys), "--max-queue", "1024", "--no-preload", "--log-level", "warning"]  # fmt: skip
-            targets.append(start(name, argv, f"http://127.0.0.1:{port}/v1", "ladder", tmp, env))
+            targets.append(start(name, argv, f"http://127.0.0.1:{port}/v1", "ladder", tmp, run_env))
         cfg = tmp / "litellm.yaml"
         cfg.write_text(
             "model_list:\n  - model_name: mock\n    litellm_params:\n      model: openai/mock\n"
@@ -346,9 +364,10 @@ def main() -> None:
             "litellm_settings:\n  cache: false\n  telemetry: false\n  set_verbose: false\n"
         )
         lport = free_port()
-        targets.append(start("litellm", [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(lport),
-                                         "--num_workers", "1"],
-                             f"http://127.0.0.1:{lport}/v1", "mock", tmp, env))  # fmt: skip
+        if not args.no_litellm:
+            targets.append(start("litellm", [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(lport),
+                                             "--num_workers", "1"],
+                                 f"http://127.0.0.1:{lport}/v1", "mock", tmp, env))  # fmt: skip
         sdk = upstream_sdk_cost(mock)
         asyncio.run(measure(targets, args))
     finally:
@@ -358,18 +377,30 @@ def main() -> None:
 
 
 def upstream_sdk_cost(mock: Target, n: int = 500) -> dict[str, float]:
-    """What the gateway's upstream hop alone costs: the openai SDK (as the ``openai`` backend uses it),
-    serial, in this process, to the mock: wall and client CPU per call."""
+    """What the gateway's upstream hop alone costs: the openai SDK (as the ``openai`` backend uses it:
+    ``client.post``, see ``OpenAIBackend.generate``), serial, in this process, to the mock: wall and
+    client CPU per call."""
     from openai import OpenAI
+    from openai.types.chat import ChatCompletion
 
     oai = OpenAI(base_url=mock.url, api_key="sk-mock", max_retries=0)
+    body = {"model": "mock", "messages": MESSAGES, "max_tokens": 16}
+
+    def call() -> None:
+        oai.post(
+            "/chat/completions",
+            cast_to=ChatCompletion,
+            body=body,
+            options={"security": {"bearer_auth": True}},
+        )
+
     for _ in range(50):
-        oai.chat.completions.create(model="mock", messages=MESSAGES, max_tokens=16)  # type: ignore[arg-type]
+        call()
     wall: list[float] = []
     c0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
-        oai.chat.completions.create(model="mock", messages=MESSAGES, max_tokens=16)  # type: ignore[arg-type]
+        call()
         wall.append((time.perf_counter() - t0) * 1e3)
     cpu = (time.process_time() - c0) / n * 1e3
     return {
@@ -409,7 +440,7 @@ def report(
     out: dict[str, Any] = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(),
-        "versions": f"{litellm_version(exe)}; modelladder: fastapi {version('fastapi')}, uvicorn {version('uvicorn')},"
+        "versions": f"{'litellm not run' if args.no_litellm else litellm_version(exe)}; modelladder: fastapi {version('fastapi')}, uvicorn {version('uvicorn')},"
         f" httpx {version('httpx')}",
         "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "concurrency": {},

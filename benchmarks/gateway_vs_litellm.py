@@ -377,22 +377,14 @@ def main() -> None:
 
 
 def upstream_sdk_cost(mock: Target, n: int = 500) -> dict[str, float]:
-    """What the gateway's upstream hop alone costs: the openai SDK (as the ``openai`` backend uses it:
-    ``client.post``, see ``OpenAIBackend.generate``), serial, in this process, to the mock: wall and
-    client CPU per call."""
+    """What the gateway's upstream hop alone costs: the openai SDK (as the ``openai`` backend uses it),
+    serial, in this process, to the mock: wall and client CPU per call."""
     from openai import OpenAI
-    from openai.types.chat import ChatCompletion
 
     oai = OpenAI(base_url=mock.url, api_key="sk-mock", max_retries=0)
-    body = {"model": "mock", "messages": MESSAGES, "max_tokens": 16}
 
     def call() -> None:
-        oai.post(
-            "/chat/completions",
-            cast_to=ChatCompletion,
-            body=body,
-            options={"security": {"bearer_auth": True}},
-        )
+        oai.chat.completions.create(model="mock", messages=MESSAGES, max_tokens=16)  # type: ignore[arg-type]
 
     for _ in range(50):
         call()

@@ -4,16 +4,14 @@ PostgreSQL server (started once per session when its binaries are installed)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from modelladder.fleet import Fleet, parse_fleet
+from tests.support.llama_server import running_llama_server
 from tests.support.models import SMOL, free_port
 from tests.support.postgres import PostgresServer, find_binaries, start_server
 
@@ -71,50 +69,10 @@ def llama_server(smol_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     Yields its base URL (``http://127.0.0.1:PORT/v1``)."""
     port = free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(smol_path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "4096",
-                "--n_threads",
-                "2",
-                "--model_alias",
-                "smollm2-135m",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited early:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not start in 90 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smol_path), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2-135m"]  # fmt: skip
+    with running_llama_server(cmd, f"http://127.0.0.1:{port}/v1", log, start_s=90) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="session")

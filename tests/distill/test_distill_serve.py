@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -50,6 +46,7 @@ from modelladder.fleet import parse_fleet  # noqa: E402
 from modelladder.ladder import Ladder, Resolved, Step  # noqa: E402
 from modelladder.traces import TraceStore  # noqa: E402
 from tests.support.distill import FixedSource, record, scripted  # noqa: E402
+from tests.support.llama_server import running_llama_server  # noqa: E402
 from tests.support.models import SMOL, free_port  # noqa: E402
 
 pytestmark = [pytest.mark.model, pytest.mark.usefixtures("distill_cache")]
@@ -247,31 +244,8 @@ def llama_cpp_server(argv: list[str], log: Path) -> Iterator[str]:
     cmd = [sys.executable, *argv[1:], "--n_threads", "2"]
     port = argv[argv.index("--port") + 1]
     base = f"http://127.0.0.1:{port}/v1"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited early:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not start in 120 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_llama_server(cmd, base, log) as url:
+        yield url
 
 
 @pytest.mark.server

@@ -226,6 +226,9 @@ class Upstream:
         return self._huge
 
     def start(self) -> Upstream:
+        # built before any request: json.dumps of 50 MB took longer than the flaky rung's 0.5 s
+        # timeout on a busy machine, so the first "huge" answer was a timeout, not a big body
+        self.huge()
         self._thread.start()
         return self
 

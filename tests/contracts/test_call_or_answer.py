@@ -181,6 +181,7 @@ def test_a_forced_call_that_repeats_falls_back_to_the_other_tools() -> None:
         if "get_weather" in names:
             return CALL
         assert call.contract.string_cap == ANSWER_STRING_CAP  # the forced call cannot ramble
+        assert not call.contract.parallel  # nor call final_result ten times over
         return FINAL_CALL
 
     lad = Ladder(FLEET, backends={"tiny": ScriptedBackend("tiny", tiny),
@@ -199,6 +200,21 @@ def test_a_forced_call_that_repeats_falls_back_to_the_other_tools() -> None:
         Step("agent", ToolCalls([WEATHER, FINAL], tool_choice="required")), _history({"city": "Rome"})
     )
     assert fresh.rung == "tiny" and not fresh.attempts[0].repeated_call
+
+
+def test_a_capped_call_decodes_one_compact_call() -> None:
+    """The forced call's grammar (measured: Gemma padded its call with blank lines, then called
+    final_result again and again, until max_tokens): one call, no free whitespace, capped strings;
+    the step's own grammar still admits all three."""
+    step = ToolCalls([WEATHER, FINAL], parallel=True, tool_choice="required")
+    forced = ToolCalls([FINAL], tool_choice="required", string_cap=ANSWER_STRING_CAP)
+    one = '<tool_call>[{"name": "final_result", "arguments": {"summary": "sunny"}}]</tool_call>'
+    padded = '<tool_call>[{"name": "final_result", "arguments": {"summary": "sunny"}\n    \n    }]</tool_call>'
+    twice = one.replace("}}]", '}}, {"name": "final_result", "arguments": {"summary": "sunny"}}]')
+    long = one.replace("sunny", "s" * (ANSWER_STRING_CAP + 1))
+    assert decodes(forced, one)
+    assert not any(decodes(forced, t) for t in (padded, twice, long))
+    assert all(decodes(step, t) for t in (one, padded, twice, long))
 
 
 def test_no_fallback_when_the_policy_stops_first() -> None:

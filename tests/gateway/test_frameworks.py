@@ -180,10 +180,6 @@ def test_pydantic_ai_with_a_tool_and_structured_output(server: str) -> None:
     _score("pydantic-ai+output_type", server, _pydantic_ai(server, Answer))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "measured 2026-12-01: the loop guard now rules out the repeated get_weather call and both "
-    "bundled models call final_result, but SmolLM2's call fails the confidence gate and Gemma's "
-    "is truncated at 256 tokens: a 422 ends pydantic-ai's run (docs/frameworks.md)"))  # fmt: skip
 def test_pydantic_ai_with_a_tool_and_its_default_tool_output(server: str) -> None:
     _score("pydantic-ai+ToolOutput", server, _pydantic_ai(server, "tool"))
 

@@ -99,8 +99,9 @@ def _loop_fallback_contract(contract: Any, attempts: list[Attempt], prompt: list
     if not (repeated and rest):
         return None
     # measured: SmolLM2 and Gemma, pushed onto pydantic-ai's final_result, wrote its answer
-    # string until max_tokens; capped strings (decoding only) let the call close
-    return dataclasses.replace(contract.offering(rest), string_cap=ANSWER_STRING_CAP)
+    # string until max_tokens, and Gemma called final_result ten times over in one list;
+    # capped strings (decoding only) and a single call let the last word close
+    return dataclasses.replace(contract.offering(rest), string_cap=ANSWER_STRING_CAP, parallel=False)
 
 
 def _draw(run_id: str) -> float:

@@ -209,7 +209,9 @@ def test_a_capped_call_decodes_one_compact_call() -> None:
     step = ToolCalls([WEATHER, FINAL], parallel=True, tool_choice="required")
     forced = ToolCalls([FINAL], tool_choice="required", string_cap=ANSWER_STRING_CAP)
     one = '<tool_call>[{"name": "final_result", "arguments": {"summary": "sunny"}}]</tool_call>'
-    padded = '<tool_call>[{"name": "final_result", "arguments": {"summary": "sunny"}\n    \n    }]</tool_call>'
+    padded = (
+        '<tool_call>[{"name": "final_result", "arguments": {"summary": "sunny"}\n    \n    }]</tool_call>'
+    )
     twice = one.replace("}}]", '}}, {"name": "final_result", "arguments": {"summary": "sunny"}}]')
     long = one.replace("sunny", "s" * (ANSWER_STRING_CAP + 1))
     assert decodes(forced, one)

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 JSON_GRAMMAR_OPTIONS: JsonCompileOptions = {"whitespace_flexible": True}
 # One space after ':' and ',' and no other whitespace (the style the bundled models write):
 # for a last-resort forced call only, where free whitespace let Gemma pad until max_tokens.
-COMPACT_JSON: JsonCompileOptions = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+COMPACT_JSON: JsonCompileOptions = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+}
 
 # Keywords whose value is one subschema / a mapping of subschemas / a list of subschemas.
 _SUB_ONE = (

@@ -7,7 +7,10 @@ The first directory is the baseline. For each run: accuracy (BFCL's AST checker,
 agent``'s exec score), steps won and lost against the baseline, the share of steps shown at
 least one example and the accuracy on those and on the rest, mean prompt tokens and the p50 /
 mean of the step's model time. ``--only FILE`` restricts the comparison to the ids listed in
-FILE (one per line), e.g. another proof's holdout; ``--json`` writes the rows.
+FILE (one per line), e.g. another proof's holdout; ``--json`` writes the rows. ``--windows N``
+also splits the steps by the *last* run's item arrival order (its ``results.jsonl`` order, the
+traffic order of an ``--online`` run) into N windows of items and gives every run's accuracy on
+each: does an online run catch up with the offline one as its store fills?
 """
 
 from __future__ import annotations
@@ -63,11 +66,35 @@ def compare(dirs: list[Path], only: set[str] | None = None) -> list[dict[str, An
     return rows
 
 
+def by_arrival(dirs: list[Path], windows: int) -> list[dict[str, Any]]:
+    """Accuracy of every run on the steps of each window of the last run's items, in arrival order."""
+    runs = [read_results(d / RESULTS, repair=False) for d in dirs]
+    ids = set.intersection(*(set(r) for r in runs))
+    items: list[str] = []
+    for rec in runs[-1].values():  # dict order is the file's: arrival order
+        if rec.get("item") not in items:
+            items.append(str(rec.get("item")))
+    size = -(-len(items) // windows)
+    rows = []
+    for w in range(windows):
+        window = set(items[w * size : (w + 1) * size])
+        steps = [i for i in ids if runs[-1][i].get("item") in window]
+        if not steps:
+            continue
+        row: dict[str, Any] = {"items": f"{w * size + 1}-{min((w + 1) * size, len(items))}", "steps": len(steps),
+                               "shown_share": _share(sum(1 for i in steps if _examples(runs[-1][i])), len(steps))}  # fmt: skip
+        for d, run in zip(dirs, runs, strict=True):
+            row[str(d)] = _share(sum(_ok(run[i]) for i in steps), len(steps))
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", type=Path, nargs="+", help="run directories; the first is the baseline")
     ap.add_argument("--only", type=Path, default=None, help="a file of step ids to restrict to")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--windows", type=int, default=0, help="also split by the last run's arrival order")
     args = ap.parse_args()
     only = set(args.only.read_text().split()) if args.only else None
     rows = compare(args.dirs, only)
@@ -76,6 +103,12 @@ def main() -> None:
     print("run | " + " | ".join(cols))
     for r in rows:
         print(f"{r['run']} | " + " | ".join(str(r[c]) for c in cols))
+    if args.windows:
+        windows = by_arrival(args.dirs, args.windows)
+        print("\nitems (arrival order) | steps | shown_share | " + " | ".join(map(str, args.dirs)))
+        for w in windows:
+            print(" | ".join(str(v) for v in w.values()))
+        rows = [*rows, *({"window": w} for w in windows)]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

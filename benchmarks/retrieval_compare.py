@@ -70,15 +70,13 @@ def by_arrival(dirs: list[Path], windows: int) -> list[dict[str, Any]]:
     """Accuracy of every run on the steps of each window of the last run's items, in arrival order."""
     runs = [read_results(d / RESULTS, repair=False) for d in dirs]
     ids = set.intersection(*(set(r) for r in runs))
-    items: list[str] = []
-    for rec in runs[-1].values():  # dict order is the file's: arrival order
-        if rec.get("item") not in items:
-            items.append(str(rec.get("item")))
+    # dict order is the file's: arrival order
+    items = list(dict.fromkeys(str(rec.get("item")) for rec in runs[-1].values()))
     size = -(-len(items) // windows)
     rows = []
     for w in range(windows):
         window = set(items[w * size : (w + 1) * size])
-        steps = [i for i in ids if runs[-1][i].get("item") in window]
+        steps = [i for i in ids if str(runs[-1][i].get("item")) in window]
         if not steps:
             continue
         row: dict[str, Any] = {"items": f"{w * size + 1}-{min((w + 1) * size, len(items))}", "steps": len(steps),

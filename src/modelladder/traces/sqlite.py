@@ -53,7 +53,7 @@ class SqliteEngine(Engine):
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if path != MEMORY:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _set_wal(conn, timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -117,3 +117,20 @@ class SqliteEngine(Engine):
     def raw(self) -> sqlite3.Connection:
         """The sqlite3 connection itself (tests and tools that need SQLite's own statements)."""
         return self._conn
+
+
+def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL, retrying while another process holds the lock: on a new file SQLite can
+    answer ``database is locked`` at once, without calling the busy handler, when several
+    processes open it together (the first-open migration test saw it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
